@@ -1,0 +1,116 @@
+"""The ASGI application: FastAPI serving the FHIR API under /fhir, health at /healthz.
+
+Every FHIR request goes through one endpoint that reads the request into a FhirRequest (body size
+limit, media type), negotiates the format, dispatches, and renders the answer or the error. An
+unexpected exception becomes a 500 OperationOutcome without any internals; its traceback is logged
+(never the request body, which may hold PHI).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from fhirlead.api.dispatch import dispatch
+from fhirlead.api.messages import FORM, FhirRequest
+from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
+from fhirlead.errors import FhirError, Issue
+from fhirlead.server import Server
+from fhirlead.settings import Settings
+from fhirlead.storage.port import Store
+
+log = logging.getLogger(__name__)
+
+FHIR_PREFIX = "/fhir"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    too_large = FhirError(413, [Issue("too-costly", f"The request body is larger than {limit} bytes")])
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    if settings.base_url:
+        return settings.base_url.rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}{FHIR_PREFIX}"
+
+
+async def to_fhir_request(request: Request, path: str, settings: Settings) -> FhirRequest:
+    body = await read_body(request, settings.max_body_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    params = request.query_params.multi_items()
+    if request.method == "POST" and path.rstrip("/").endswith("_search"):
+        if content_type not in ("", FORM):
+            raise FhirError(415, [Issue("not-supported", f"_search takes a form body ({FORM})")])
+        params += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return FhirRequest(
+        method=request.method,
+        base_url=base_url(request, settings),
+        path=path.strip("/"),
+        params=params,
+        headers={key.lower(): value for key, value in request.headers.items()},
+        body=body,
+        content_type=content_type,
+    )
+
+
+async def fhir_endpoint(request: Request) -> Response:
+    server: Server = request.app.state.server
+    path = request.path_params.get("path", "")
+    pretty = request.query_params.get("_pretty", "").lower() == "true"
+    try:
+        fhir_request = await to_fhir_request(request, path, server.settings)
+        pretty = wants_pretty(fhir_request)
+        negotiate(fhir_request)
+        segments = [segment for segment in path.split("/") if segment]
+        response = http_response(await dispatch(server, fhir_request, segments), pretty)
+    except FhirError as error:
+        response = error_response(error, pretty)
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.url.path)
+        response = error_response(
+            FhirError(500, [Issue("exception", "Internal server error; the incident has been logged")]), pretty
+        )
+    if request.method == "HEAD":
+        response.body = b""
+    return response
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The application. `store` lets tests and tools hand in an already-built (closed) store."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.server = await Server.start(settings, store)
+        try:
+            yield
+        finally:
+            await app.state.server.stop()
+
+    app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan)
+    app.add_route("/healthz", health, methods=["GET"])
+    app.add_route(FHIR_PREFIX, fhir_endpoint, methods=METHODS)
+    app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=METHODS)
+    return app

@@ -1,0 +1,98 @@
+"""Routing a FHIR request path to its interaction, exactly along the URL patterns of the spec.
+
+One table rather than framework routes: FHIR paths overlap (`Patient/_history` vs `Patient/123`,
+`$op` segments), and the spec wants 404 for unknown types and 405 with `Allow` for a method a valid
+path does not support. Every handler is imported lazily by name to keep start-up cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fhirlead.api.messages import FhirRequest, FhirResponse
+from fhirlead.definitions import resource_types
+from fhirlead.errors import FhirError, Issue, not_found
+from fhirlead.server import Server
+
+Handler = Callable[..., Awaitable[FhirResponse]]
+
+# path shape -> {method: "module:function"}
+SYSTEM = {"GET": "search_system:handle", "POST": "bundle:handle"}
+METADATA = {"GET": "capabilities:handle"}
+SYSTEM_HISTORY = {"GET": "history:handle_system"}
+SYSTEM_SEARCH = {"POST": "search_system:handle"}
+TYPE = {"GET": "search_type:handle", "POST": "create:handle", "PUT": "update:handle_conditional",
+        "PATCH": "patch:handle_conditional", "DELETE": "delete:handle_conditional"}
+TYPE_HISTORY = {"GET": "history:handle_type"}
+TYPE_SEARCH = {"POST": "search_type:handle"}
+INSTANCE = {"GET": "read:handle", "PUT": "update:handle", "PATCH": "patch:handle", "DELETE": "delete:handle"}
+INSTANCE_HISTORY = {"GET": "history:handle_instance"}
+VERSION = {"GET": "vread:handle"}
+COMPARTMENT = {"GET": "search_compartment:handle"}
+OPERATION = {"GET": "operation:handle", "POST": "operation:handle"}
+
+
+def _handler(target: str) -> Handler:
+    module, function = target.split(":")
+    return getattr(importlib.import_module(f"fhirlead.interaction.{module}"), function)
+
+
+def _pick(table: dict[str, str], method: str) -> Handler:
+    target = table.get("GET" if method == "HEAD" else method)
+    if target is None:
+        allowed = ", ".join(sorted(table))
+        raise FhirError(405, [Issue("not-supported", f"{method} is not allowed here (allowed: {allowed})")],
+                        {"Allow": allowed})
+    return _handler(target)
+
+
+def _known_type(type_: str) -> str:
+    if type_ not in resource_types():
+        raise not_found(f"Unknown resource type '{type_}'")
+    return type_
+
+
+def route(method: str, segments: list[str]) -> tuple[Handler, list[Any]]:
+    """The handler for a request and the path arguments it takes after (server, request)."""
+    count = len(segments)
+    if count == 0:
+        return _pick(SYSTEM, method), []
+    first = segments[0]
+    if count == 1 and first == "metadata":
+        return _pick(METADATA, method), []
+    if count == 1 and first == "_history":
+        return _pick(SYSTEM_HISTORY, method), []
+    if count == 1 and first == "_search":
+        return _pick(SYSTEM_SEARCH, method), []
+    if count == 1 and first.startswith("$"):
+        return _pick(OPERATION, method), [first[1:]]
+    type_ = _known_type(first)
+    if count == 1:
+        return _pick(TYPE, method), [type_]
+    second = segments[1]
+    if count == 2:
+        if second == "_history":
+            return _pick(TYPE_HISTORY, method), [type_]
+        if second == "_search":
+            return _pick(TYPE_SEARCH, method), [type_]
+        if second.startswith("$"):
+            return _pick(OPERATION, method), [second[1:], type_]
+        return _pick(INSTANCE, method), [type_, second]
+    third = segments[2]
+    if count == 3:
+        if third == "_history":
+            return _pick(INSTANCE_HISTORY, method), [type_, second]
+        if third.startswith("$"):
+            return _pick(OPERATION, method), [third[1:], type_, second]
+        if type_ == "Patient" and (third in resource_types() or third == "*"):
+            return _pick(COMPARTMENT, method), [second, third]
+    if count == 4 and third == "_history":
+        return _pick(VERSION, method), [type_, second, segments[3]]
+    raise not_found(f"No FHIR interaction at '{'/'.join(segments)}'")
+
+
+async def dispatch(server: Server, request: FhirRequest, segments: list[str]) -> FhirResponse:
+    handler, arguments = route(request.method, segments)
+    return await handler(server, request, *arguments)

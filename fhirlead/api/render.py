@@ -1,0 +1,61 @@
+"""Turning a FhirResponse or FhirError into an HTTP response: format, pretty printing, headers.
+
+Stored resources arrive as bytes and go out untouched unless the client asked for `_pretty`; only
+then is the JSON re-indented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from fhirlead.api.messages import FHIR_JSON, FhirRequest, FhirResponse
+from fhirlead.errors import FhirError, Issue
+
+# Media types a client may ask for (Accept or _format) and get JSON back.
+ACCEPTABLE = frozenset({FHIR_JSON, "application/json", "json", "text/json", "*/*", "application/*"})
+# _format values that name a FHIR format this server does not produce.
+OTHER_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhir+xml", "ttl",
+                           "application/fhir+turtle", "text/turtle", "html", "text/html"})
+
+
+def negotiate(request: FhirRequest) -> None:
+    """Refuse (406) a request whose `_format` or `Accept` admits no JSON FHIR representation."""
+    requested = request.param("_format")
+    if requested is not None:
+        kind = requested.split(";")[0].strip().lower()
+        if kind in ACCEPTABLE:
+            return
+        reason = "is not supported" if kind in OTHER_FORMATS else "is not a known format"
+        raise FhirError(406, [Issue("not-supported", f"_format '{requested}' {reason}: this server speaks JSON")])
+    accept = request.header("accept")
+    if not accept:
+        return
+    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if not kinds & ACCEPTABLE:
+        raise FhirError(406, [Issue("not-supported", f"Cannot produce any of '{accept}': this server speaks JSON")])
+
+
+def wants_pretty(request: FhirRequest) -> bool:
+    return (request.param("_pretty") or "").lower() == "true"
+
+
+def to_bytes(body: bytes | dict[str, Any] | None, pretty: bool) -> bytes:
+    if body is None:
+        return b""
+    if pretty:
+        value = orjson.loads(body) if isinstance(body, bytes) else body
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    return body if isinstance(body, bytes) else orjson.dumps(body)
+
+
+def http_response(response: FhirResponse, pretty: bool) -> Response:
+    content = to_bytes(response.body, pretty)
+    media_type = response.media_type + "; charset=utf-8" if response.body is not None else None
+    return Response(content, status_code=response.status, headers=response.headers, media_type=media_type)
+
+
+def error_response(error: FhirError, pretty: bool = False) -> Response:
+    return http_response(FhirResponse(error.status, error.outcome(), dict(error.headers)), pretty)

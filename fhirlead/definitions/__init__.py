@@ -1,0 +1,52 @@
+"""The official FHIR R4 (4.0.1) definitions the server runs on, committed as data.
+
+The JSON files beside this module are generated from the CC0 `hl7.fhir.r4.core` package by
+`tools/build_definitions.py` (see its docstring). They are loaded lazily and once per process.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import orjson
+
+FHIR_VERSION = "4.0.1"
+
+
+def _load(name: str) -> Any:
+    return orjson.loads(resources.files(__package__).joinpath(name).read_bytes())
+
+
+@cache
+def json_schema() -> dict[str, Any]:
+    """The R4 JSON Schema (with the corrections listed in tools/build_definitions.py)."""
+    return _load("fhir.schema.json")
+
+
+@cache
+def search_parameters() -> list[dict[str, Any]]:
+    """Every R4 SearchParameter, trimmed to the fields the server uses."""
+    return _load("search-parameters.json")
+
+
+@cache
+def structure() -> dict[str, dict[str, Any]]:
+    """Per type: kind, abstract, base and elements {path: [types, min, max, isSummary]}."""
+    return _load("elements.json")
+
+
+@cache
+def resource_types() -> frozenset[str]:
+    """The concrete R4 resource types (what may appear in a URL or `resourceType`)."""
+    return frozenset(
+        name for name, sd in structure().items() if sd["kind"] == "resource" and not sd["abstract"]
+    )
+
+
+@cache
+def patient_compartment() -> dict[str, list[str]]:
+    """Resource type -> the search parameters that place it in a Patient's compartment."""
+    definition = _load("compartment-patient.json")
+    return {r["code"]: r["param"] for r in definition["resource"] if r.get("param")}

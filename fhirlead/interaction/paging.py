@@ -1,0 +1,26 @@
+"""Shared paging parameters: `_count` within the server's limits, and links built from the request."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fhirlead.api.messages import FhirRequest
+from fhirlead.errors import bad_request
+from fhirlead.settings import Settings
+
+
+def page_size(request: FhirRequest, settings: Settings) -> int:
+    """`_count`, defaulting to the server's page size and capped at its maximum (the spec lets a
+    server return fewer than asked). A count that is not a non-negative integer is a 400."""
+    raw = request.param("_count")
+    if raw is None:
+        return settings.default_page_size
+    if not raw.isdigit():
+        raise bad_request(f"Invalid _count '{raw}': expected a non-negative integer")
+    return min(int(raw), settings.max_page_size)
+
+
+def link(request: FhirRequest, params: list[tuple[str, str]]) -> str:
+    query = urlencode(params)
+    url = f"{request.base_url}/{request.path}" if request.path else request.base_url
+    return f"{url}?{query}" if query else url

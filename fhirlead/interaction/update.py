@@ -1,0 +1,80 @@
+"""update: PUT [base]/[type]/[id], and conditional update PUT [base]/[type]?criteria.
+
+https://hl7.org/fhir/R4/http.html#update and #cond-update. Update-as-create is allowed: a client may
+choose the id of a new resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhirlead.api.messages import FhirRequest, FhirResponse
+from fhirlead.errors import bad_request
+from fhirlead.interaction import conditions
+from fhirlead.interaction.create import create
+from fhirlead.interaction.incoming import prepare
+from fhirlead.interaction.outcome import Outcome, respond
+from fhirlead.interaction.preconditions import conflict, expected_version
+from fhirlead.server import Server
+from fhirlead.storage.port import UnitOfWork, VersionConflict
+
+
+async def update(
+    server: Server,
+    uow: UnitOfWork,
+    type_: str,
+    id_: str,
+    resource: dict[str, Any],
+    if_match: int | None = None,
+    method: str = "PUT",
+) -> Outcome:
+    if resource.get("id") != id_:
+        raise bad_request(f"The resource's id {resource.get('id')!r} must equal the id in the URL '{id_}'",
+                          f"{type_}.id")
+    entries = prepare(server, resource, type_)
+    current = await uow.read(type_, id_)
+    created = current is None or current.deleted
+    try:
+        version = await uow.write(type_, id_, resource, entries, method, expected_version=if_match)
+    except VersionConflict as error:
+        raise conflict(error) from None
+    return Outcome(201 if created else 200, version, created=created)
+
+
+async def conditional_update(
+    server: Server,
+    uow: UnitOfWork,
+    type_: str,
+    params: list[tuple[str, str]],
+    resource: dict[str, Any],
+    if_match: int | None = None,
+) -> Outcome:
+    found = await conditions.matches(server, uow, type_, params)
+    if len(found) > 1:
+        raise conditions.too_many(type_, params)
+    if not found:
+        if "id" in resource:
+            return await update(server, uow, type_, resource["id"], resource, if_match)
+        return await create(server, uow, type_, resource)
+    target = found[0]
+    if resource.get("id", target.id) != target.id:
+        raise bad_request(f"The resource's id '{resource['id']}' differs from the matched {target.reference}",
+                          f"{type_}.id")
+    resource["id"] = target.id
+    return await update(server, uow, type_, target.id, resource, if_match)
+
+
+async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> FhirResponse:
+    resource = request.resource_body()
+    if_match = expected_version(request.header("if-match"))
+    async with server.store.unit_of_work() as uow:
+        outcome = await update(server, uow, type_, id_, resource, if_match)
+    return respond(request, outcome)
+
+
+async def handle_conditional(server: Server, request: FhirRequest, type_: str) -> FhirResponse:
+    resource = request.resource_body()
+    if_match = expected_version(request.header("if-match"))
+    async with server.store.unit_of_work() as uow:
+        outcome = await conditional_update(server, uow, type_, request.params, resource, if_match)
+    return respond(request, outcome)

@@ -1,0 +1,189 @@
+"""The parts of a FHIR Measure that drive evaluation, read once into plain dataclasses.
+
+Scoring, population basis and improvement notation may be given on the Measure or, as QI-Core
+measures do, per group through the cqfm extensions; the group value wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CQFM = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/"
+POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
+
+POPULATION_CODES = (
+    "initial-population",
+    "numerator",
+    "numerator-exclusion",
+    "denominator",
+    "denominator-exclusion",
+    "denominator-exception",
+    "measure-population",
+    "measure-population-exclusion",
+    "measure-observation",
+)
+POPULATION_DISPLAY = {
+    "initial-population": "Initial Population",
+    "numerator": "Numerator",
+    "numerator-exclusion": "Numerator Exclusion",
+    "denominator": "Denominator",
+    "denominator-exclusion": "Denominator Exclusion",
+    "denominator-exception": "Denominator Exception",
+    "measure-population": "Measure Population",
+    "measure-population-exclusion": "Measure Population Exclusion",
+    "measure-observation": "Measure Observation",
+}
+SCORINGS = ("proportion", "ratio", "continuous-variable", "cohort")
+
+
+class MeasureDefinitionError(ValueError):
+    """The Measure cannot be evaluated as written (unknown scoring, population without criteria...)."""
+
+
+@dataclass
+class Population:
+    id: str | None
+    code: str
+    expression: str
+    criteria_reference: str | None = None
+    aggregate_method: str | None = None
+    raw_code: dict[str, Any] | None = None
+
+
+@dataclass
+class Stratifier:
+    id: str | None
+    code: dict[str, Any] | None
+    expression: str | None
+    components: list[tuple[dict[str, Any] | None, str]] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    id: str | None
+    code: dict[str, Any] | None
+    scoring: str
+    basis: str  # "boolean" or a resource type such as "Encounter"
+    improvement_notation: dict[str, Any] | None
+    populations: list[Population]
+    stratifiers: list[Stratifier]
+
+    @property
+    def patient_based(self) -> bool:
+        return self.basis == "boolean"
+
+    def population(self, code: str) -> Population | None:
+        return next((p for p in self.populations if p.code == code), None)
+
+
+@dataclass
+class SupplementalData:
+    id: str | None
+    code: dict[str, Any] | None
+    expression: str
+    description: str | None
+
+
+@dataclass
+class MeasureDefinition:
+    url: str | None
+    version: str | None
+    groups: list[Group]
+    supplemental: list[SupplementalData]
+
+    @property
+    def expressions(self) -> list[str]:
+        """Every CQL definition the measure needs evaluated per subject."""
+        names: list[str] = []
+        for g in self.groups:
+            names += [p.expression for p in g.populations if p.code != "measure-observation"]
+            for s in g.stratifiers:
+                if s.expression:
+                    names.append(s.expression)
+                names += [expr for _c, expr in s.components]
+        names += [s.expression for s in self.supplemental]
+        return list(dict.fromkeys(names))
+
+
+def _ext(resource: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for e in resource.get("extension") or ():
+        if e.get("url") == CQFM + name:
+            return e
+    return None
+
+
+def _coding_code(cc: dict[str, Any] | None) -> str | None:
+    for c in (cc or {}).get("coding") or ():
+        if c.get("code"):
+            return c["code"]
+    return None
+
+
+def _expression(criteria: dict[str, Any] | None, what: str) -> str:
+    criteria = criteria or {}
+    expr = criteria.get("expression")
+    language = criteria.get("language", "text/cql-identifier")
+    if not expr:
+        raise MeasureDefinitionError(f"{what} has no criteria expression")
+    if language not in ("text/cql-identifier", "text/cql.identifier", "text/cql"):
+        raise MeasureDefinitionError(f"{what}: criteria language {language} is not supported")
+    return expr
+
+
+def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
+    measure_scoring = _coding_code(measure.get("scoring"))
+    measure_basis = None
+    ext = _ext(measure, "cqfm-populationBasis")
+    if ext:
+        measure_basis = ext.get("valueCode")
+    groups = []
+    for gi, g in enumerate(measure.get("group") or ()):
+        scoring_ext = _ext(g, "cqfm-scoring")
+        scoring = _coding_code(scoring_ext.get("valueCodeableConcept")) if scoring_ext else measure_scoring
+        if scoring not in SCORINGS:
+            raise MeasureDefinitionError(f"group {g.get('id', gi)}: unsupported scoring {scoring!r}")
+        basis_ext = _ext(g, "cqfm-populationBasis")
+        basis = (basis_ext or {}).get("valueCode") or measure_basis or "boolean"
+        notation_ext = _ext(g, "cqfm-improvementNotation")
+        notation = (notation_ext or {}).get("valueCodeableConcept") or measure.get("improvementNotation")
+        pops = []
+        for p in g.get("population") or ():
+            code = _coding_code(p.get("code"))
+            if code not in POPULATION_CODES:
+                raise MeasureDefinitionError(f"group {g.get('id', gi)}: unknown population code {code!r}")
+            ref = _ext(p, "cqfm-criteriaReference")
+            agg = _ext(p, "cqfm-aggregateMethod")
+            pops.append(
+                Population(
+                    p.get("id"),
+                    code,
+                    _expression(p.get("criteria"), f"population {code}"),
+                    (ref or {}).get("valueString"),
+                    (agg or {}).get("valueCode"),
+                    p.get("code"),
+                )
+            )
+        strats = []
+        for s in g.get("stratifier") or ():
+            comps = [
+                (c.get("code"), _expression(c.get("criteria"), "stratifier component"))
+                for c in s.get("component") or ()
+            ]
+            expr = _expression(s.get("criteria"), "stratifier") if s.get("criteria") else None
+            if expr is None and not comps:
+                raise MeasureDefinitionError("stratifier has neither criteria nor components")
+            strats.append(Stratifier(s.get("id"), s.get("code"), expr, comps))
+        groups.append(Group(g.get("id"), g.get("code"), scoring, basis, notation, pops, strats))
+    if not groups:
+        raise MeasureDefinitionError("the Measure has no group")
+    sdes = [
+        SupplementalData(
+            s.get("id"),
+            s.get("code"),
+            _expression(s.get("criteria"), "supplementalData"),
+            s.get("description"),
+        )
+        for s in measure.get("supplementalData") or ()
+    ]
+    return MeasureDefinition(measure.get("url"), measure.get("version"), groups, sdes)

@@ -1,0 +1,186 @@
+"""Extractor: a resource's search index entries, computed at write time from the registry.
+
+Per resource type, an extraction plan is built once: for every indexed parameter, the compiled
+accessors of its expression (`fhirlead.search.fhirpath`) paired with the converter of the parameter
+type for the FHIR type each accessor reaches (`fhirlead.search.types.*`). Extracting is then a loop of
+dictionary lookups; only expressions the compiler cannot handle go through fhirpathpy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fhirlead.errors import bad_request
+from fhirlead.search.entries import IndexEntries
+from fhirlead.search.fhirpath import Accessor, Unsupported, compile_expression
+from fhirlead.search.registry import SearchParam, SearchRegistry
+from fhirlead.search.types import date, number, quantity, reference, string, token, uri
+
+log = logging.getLogger(__name__)
+
+Converter = Callable[[str, Any, IndexEntries], None]
+Evaluate = Callable[[Any], list[Any]]
+
+MODULES = {
+    "string": string,
+    "token": token,
+    "date": date,
+    "number": number,
+    "quantity": quantity,
+    "reference": reference,
+    "uri": uri,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One way to reach values of a parameter: an accessor and the converter for what it reaches."""
+
+    accessor: Accessor | Evaluate
+    convert: Converter
+    compiled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPlan:
+    kind: str
+    branches: tuple[Branch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamPlan:
+    key: str
+    branches: tuple[Branch, ...]
+    components: tuple[tuple[ComponentPlan, ...], ...] = ()  # composite: per base branch, its components
+
+
+def _fallback(expression: str) -> Evaluate:
+    """fhirpathpy for the few expressions the compiler does not handle (slow: milliseconds per call)."""
+    from fhirpathpy import compile as fhirpath_compile  # imported lazily: heavy and rarely needed
+    from fhirpathpy.models import models
+
+    function = fhirpath_compile(expression, models["r4"])
+    return lambda resource: function(resource)
+
+
+def _branches(expression: str, type_: str, kind: str, start: Any = None) -> tuple[tuple[Branch, ...], bool]:
+    module = MODULES[kind]
+    try:
+        accessors = compile_expression(expression, type_, start)
+    except Unsupported as why:
+        if start is not None:
+            raise
+        log.debug("fhirpathpy fallback for %s: %s (%s)", type_, expression, why)
+        return (Branch(_fallback(expression), module.converter("*"), False),), False
+    found = []
+    for accessor in accessors:
+        convert = module.converter(accessor.type)
+        if convert is not None:
+            found.append(Branch(accessor, convert, True))
+    return tuple(found), True
+
+
+def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> ParamPlan | None:
+    if not param.indexed or param.expression is None:
+        return None
+    if param.type != "composite":
+        branches, _ = _branches(param.expression, type_, param.type)
+        return ParamPlan(param.code, branches) if branches else None
+    try:
+        bases = compile_expression(param.expression, type_)
+    except Unsupported:
+        log.warning("composite %s.%s not indexed: unsupported base %s", type_, param.code, param.expression)
+        return None
+    parts = []
+    for component in param.components:
+        definition = registry.by_url(component.definition)
+        if definition is None or definition.type not in MODULES:
+            log.warning(
+                "composite %s.%s not indexed: component %s unknown", type_, param.code, component.definition
+            )
+            return None
+        parts.append(definition.type)
+    base_branches, per_base = [], []
+    for base in bases:
+        components = []
+        try:
+            for kind, component in zip(parts, param.components, strict=True):
+                branches, _ = _branches(component.expression, type_, kind, base.position)
+                components.append(ComponentPlan(kind, branches))
+        except Unsupported:
+            log.warning(
+                "composite %s.%s: component beyond the compiler, base %s skipped",
+                type_,
+                param.code,
+                base.type,
+            )
+            continue
+        base_branches.append(Branch(base, _keep_node, True))
+        per_base.append(tuple(components))
+    if not base_branches:
+        return None
+    return ParamPlan(param.code, tuple(base_branches), tuple(per_base))
+
+
+def _keep_node(key: str, value: Any, out: IndexEntries) -> None:  # composite bases are not converted
+    raise AssertionError("composite base nodes are handled by Extractor._composite")
+
+
+class Extractor:
+    """Turns a resource into IndexEntries; plans are built per resource type on first use."""
+
+    def __init__(self, registry: SearchRegistry) -> None:
+        self.registry = registry
+        self._plans: dict[str, tuple[ParamPlan, ...]] = {}
+
+    def plans(self, type_: str) -> tuple[ParamPlan, ...]:
+        found = self._plans.get(type_)
+        if found is None:
+            params = self.registry.parameters_for(type_)
+            built = (plan_param(self.registry, type_, param) for param in params)
+            found = self._plans[type_] = tuple(plan for plan in built if plan is not None)
+        return found
+
+    def warm(self) -> None:
+        """Build every plan now (start-up) instead of on each type's first write."""
+        for type_ in self.registry.types():
+            self.plans(type_)
+
+    def extract(self, resource: dict[str, Any]) -> IndexEntries:
+        type_ = resource.get("resourceType")
+        if not isinstance(type_, str) or not self.registry.is_resource_type(type_):
+            raise bad_request(f"Cannot index a resource of type {type_!r}")
+        out = IndexEntries()
+        root = [resource]
+        for plan in self.plans(type_):
+            if plan.components:
+                self._composite(plan, resource, out)
+                continue
+            key = plan.key
+            for branch in plan.branches:
+                values = branch.accessor(root, resource) if branch.compiled else branch.accessor(resource)
+                for value in values:
+                    branch.convert(key, value, out)
+        return out.dedupe()
+
+    def _composite(self, plan: ParamPlan, resource: dict[str, Any], out: IndexEntries) -> None:
+        root = [resource]
+        for base, components in zip(plan.branches, plan.components, strict=True):
+            for node in base.accessor(root, resource):
+                per_component = []
+                for component in components:
+                    scratch = IndexEntries()
+                    for branch in component.branches:
+                        for value in branch.accessor([node], resource):
+                            branch.convert("", value, scratch)
+                    values = [entry[1:] for entry in scratch.of_kind(component.kind) if entry[0] == ""]
+                    if not values:
+                        break
+                    per_component.append([(component.kind, value) for value in dict.fromkeys(values)])
+                else:
+                    for combination in itertools.product(*per_component):
+                        out.composite.append((plan.key, tuple(combination)))

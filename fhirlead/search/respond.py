@@ -1,0 +1,76 @@
+"""The search interaction flow the three search handlers share: parse, run, answer with a Bundle.
+
+https://hl7.org/fhir/R4/http.html#search. Links are GET URLs (also for POST `_search`): `self` with
+the parameters actually applied, `next`/`previous` with the same plus the opaque `_cursor`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from fhirlead.api.messages import FhirRequest, FhirResponse
+from fhirlead.search import bundle
+from fhirlead.search.parse import CURSOR, ParsedSearch, parse_search
+from fhirlead.search.query import Clause
+
+if TYPE_CHECKING:
+    from fhirlead.server import Server
+
+
+def _url(base: str, path: str, params: list[tuple[str, str]]) -> str:
+    url = f"{base}/{path}" if path else base
+    query = urlencode(params)
+    return f"{url}?{query}" if query else url
+
+
+def parse_request(
+    server: Server, request: FhirRequest, types: tuple[str, ...], extra: tuple[Clause, ...] = ()
+) -> ParsedSearch:
+    return parse_search(
+        server.search,
+        types,
+        request.params,
+        base_url=request.base_url,
+        default_count=server.settings.default_page_size,
+        max_count=server.settings.max_page_size,
+        strict=request.prefer("handling") == "strict",
+        extra=extra,
+    )
+
+
+async def run(
+    server: Server,
+    request: FhirRequest,
+    types: tuple[str, ...],
+    path: str,
+    extra: tuple[Clause, ...] = (),
+    link_params: list[tuple[str, str]] | None = None,
+) -> FhirResponse:
+    """Search `types` with the request's parameters; `path` is the GET path the links use."""
+    parsed = parse_request(server, request, types, extra)
+    page = await server.store.search(parsed.query)
+    used = [*(link_params or []), *parsed.used]
+    links = [{"relation": "self", "url": _url(request.base_url, path, used)}]
+    if page.next_cursor is not None:
+        links.append(
+            {"relation": "next", "url": _url(request.base_url, path, [*used, (CURSOR, page.next_cursor)])}
+        )
+    if page.previous_cursor is not None:
+        links.append(
+            {
+                "relation": "previous",
+                "url": _url(request.base_url, path, [*used, (CURSOR, page.previous_cursor)]),
+            }
+        )
+    body = bundle.searchset(
+        base_url=request.base_url,
+        links=links,
+        total=page.total,
+        matches=page.matches,
+        includes=page.includes,
+        warnings=parsed.warnings,
+        summary=parsed.summary,
+        elements=parsed.elements,
+    )
+    return FhirResponse(200, body)

@@ -1,0 +1,40 @@
+"""Server: the long-lived objects every request needs, built once at start-up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhirlead.plugins import OperationRegistry
+from fhirlead.search.extract import Extractor
+from fhirlead.search.registry import SearchRegistry
+from fhirlead.settings import Settings
+from fhirlead.storage.factory import open_store
+from fhirlead.storage.port import Store
+from fhirlead.validation import Validator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Server:
+    settings: Settings
+    store: Store
+    validator: Validator
+    search: SearchRegistry
+    extractor: Extractor
+    operations: OperationRegistry
+    memo: dict[Any, Any] = field(default_factory=dict)  # per-server derived values (e.g. capabilities)
+
+    @classmethod
+    async def start(cls, settings: Settings, store: Store | None = None) -> Server:
+        """Open the store (unless one is given) and build validators, search and operations."""
+        if store is None:
+            store = open_store(settings.store)
+        await store.open()
+        search = SearchRegistry.default()
+        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover())
+
+    async def stop(self) -> None:
+        await self.store.close()

@@ -1,0 +1,22 @@
+"""Server settings: one immutable object built from CLI flags and `FHIRLEAD_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"FHIRLEAD_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
+    port: int = field(default_factory=lambda: int(_env("PORT", "8080")))
+    store: str = field(default_factory=lambda: _env("STORE", "sqlite:///./fhirlead.db"))
+    # Public base URL of the FHIR endpoint (e.g. behind a proxy); derived from each request when empty.
+    base_url: str = field(default_factory=lambda: _env("BASE_URL", ""))
+    max_body_bytes: int = field(default_factory=lambda: int(_env("MAX_BODY_BYTES", str(64 * 1024 * 1024))))
+    default_page_size: int = field(default_factory=lambda: int(_env("DEFAULT_PAGE_SIZE", "50")))
+    max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))

@@ -1,0 +1,133 @@
+"""The storage port: what every backend (embedded SQLite, MongoDB) provides, and nothing more.
+
+Everything above this port is backend-agnostic. A backend stores versioned resources with their full
+history (deletes are versions too), keeps the search index entries of the current version beside each
+resource, answers search queries given as the IR of `fhirlead.search`, and runs a unit of work
+atomically (all of its writes land, or none do).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fhirlead.search.entries import IndexEntries
+    from fhirlead.search.query import SearchQuery
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceVersion:
+    """One stored version of a resource.
+
+    `body` is the JSON exactly as served (meta.versionId and meta.lastUpdated filled in), so reads
+    can send it without parsing; it is None for a version that records a delete.
+    """
+
+    type: str
+    id: str
+    version: int
+    last_updated: str
+    method: str  # the interaction that produced it: POST, PUT, PATCH or DELETE
+    body: bytes | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def reference(self) -> str:
+        return f"{self.type}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of versions, newest first, and the cursor of the page after it (None on the last)."""
+
+    versions: list[ResourceVersion]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of a search: the matches, what `_include`/`_revinclude` added, and paging cursors."""
+
+    matches: list[ResourceVersion]
+    includes: list[ResourceVersion]
+    total: int | None
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+class StoreError(Exception):
+    """A storage failure the caller can explain to a client."""
+
+
+class VersionConflict(StoreError):
+    """The resource's current version is not the one the writer expected (→ 409/412)."""
+
+    def __init__(self, reference: str, expected: int, current: int | None) -> None:
+        super().__init__(reference, expected, current)
+        self.reference, self.expected, self.current = reference, expected, current
+
+
+class UnitOfWork(Protocol):
+    """Reads and writes that commit together. Reads see the unit's own earlier writes."""
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None: ...
+
+    async def search(self, query: SearchQuery) -> SearchPage: ...
+
+    async def write(
+        self,
+        type_: str,
+        id_: str,
+        resource: dict[str, Any] | None,
+        entries: IndexEntries | None,
+        method: str,
+        expected_version: int | None = None,
+    ) -> ResourceVersion:
+        """Store a new current version (resource None = delete) and return it.
+
+        The backend assigns meta.versionId (current + 1) and meta.lastUpdated into `resource`, stores
+        it with its index entries and records the version in history. `expected_version` guards the
+        write: the current version must equal it (0 = the resource must not exist or be deleted), or
+        VersionConflict is raised.
+        """
+        ...
+
+
+class Store(Protocol):
+    """A FHIR resource store. Reads outside a unit of work see committed data only."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None:
+        """The current version (possibly a delete), or None if the resource never existed."""
+        ...
+
+    async def vread(self, type_: str, id_: str, version: int) -> ResourceVersion | None: ...
+
+    async def history(
+        self,
+        type_: str | None,
+        id_: str | None,
+        since_us: int | None,
+        count: int,
+        cursor: str | None,
+    ) -> HistoryPage:
+        """Versions newest first: of one resource, one type, or the whole system (type_ None)."""
+        ...
+
+    async def search(self, query: SearchQuery) -> SearchPage: ...
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A unit of work: committed when the block exits normally, rolled back on any exception."""
+        ...

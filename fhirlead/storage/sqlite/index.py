@@ -1,0 +1,104 @@
+"""SQLite index tables: the search values of every live resource, one table per value kind.
+
+Each row carries `pk` (the resource), `sp` (the parameter: a 48-bit hash of "Type.key", so one
+integer tells type and parameter apart) and the value columns of its kind (see
+`fhirlead.search.entries`). `rep` is 0 for plain entries; a composite's components are stored under
+the keys `<code>#<n>` with one `rep` number per repetition, so a query can require that all
+components come from the same repetition.
+
+Tables are WITHOUT ROWID with the primary key starting (pk, sp): deleting a resource's rows and
+checking "does resource pk have a value like this" are prefix seeks. A second index starting with
+(sp, value) finds the resources having a value. Index rows exist only for current, live versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from functools import lru_cache
+
+from fhirlead.search.entries import IndexEntries
+
+# kind -> (value columns, secondary index columns after sp, optional partial-index condition)
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "string": (("norm", "exact"), ("norm",), ""),
+    "token": (("system", "code"), ("code", "system"), ""),
+    "number": (("lo", "hi"), ("lo", "hi"), ""),
+    "date": (("lo", "hi"), ("lo", "hi"), ""),
+    "quantity": (("system", "code", "unit", "lo", "hi"), ("code", "lo"), ""),
+    "reference": (("type", "id", "url", "version"), ("id", "type"), ""),
+    "uri": (("uri",), ("uri",), ""),
+}
+EXTRA_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_reference_url ON idx_reference (sp, url) WHERE url != ''",
+    "CREATE INDEX IF NOT EXISTS idx_date_hi ON idx_date (sp, hi)",
+    # _lastUpdated filters and sorts, and type-wide listing, without reading the table.
+    "CREATE INDEX IF NOT EXISTS resources_by_updated ON resources (type, deleted, updated_us)",
+)
+
+
+def table(kind: str) -> str:
+    return f"idx_{kind}"
+
+
+@lru_cache(maxsize=65536)
+def param_id(type_: str, key: str) -> int:
+    """The stable integer naming index key `key` of resource type `type_` (48 bits of BLAKE2b)."""
+    digest = hashlib.blake2b(f"{type_}.{key}".encode(), digest_size=6).digest()
+    return int.from_bytes(digest, "big")
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """DDL of the index tables (run once inside the migration transaction)."""
+    for kind, (columns, indexed, where) in TABLES.items():
+        name = table(kind)
+        key = ", ".join(("pk", "sp", *columns, "rep"))
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} (pk INTEGER NOT NULL, sp INTEGER NOT NULL, "
+            + "".join(
+                f"{column} {'REAL' if column in ('lo', 'hi') and kind != 'date' else ''} NOT NULL, "
+                for column in columns
+            )
+            + f"rep INTEGER NOT NULL, PRIMARY KEY ({key})) WITHOUT ROWID"
+        )
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {name}_by_value ON {name} (sp, {', '.join(indexed)})"
+            + (f" WHERE {where}" if where else "")
+        )
+    for statement in EXTRA_INDEXES:
+        conn.execute(statement)
+
+
+_DELETES = tuple(f"DELETE FROM {table(kind)} WHERE pk = ?" for kind in TABLES)
+_INSERTS = {
+    kind: f"INSERT OR IGNORE INTO {table(kind)} VALUES ({', '.join('?' * (len(columns) + 3))})"
+    for kind, (columns, _, _) in TABLES.items()
+}
+
+
+def remove(conn: sqlite3.Connection, pk: int) -> None:
+    """Delete every index row of resource `pk` (before a new version's rows, or on delete)."""
+    for statement in _DELETES:
+        conn.execute(statement, (pk,))
+
+
+def rows(pk: int, type_: str, entries: IndexEntries) -> dict[str, list[tuple]]:
+    """The rows per table for one resource: what `replace` inserts (bulk loaders reuse it)."""
+    out: dict[str, list[tuple]] = {kind: [] for kind in TABLES}
+    for kind in TABLES:
+        values = entries.of_kind(kind)
+        if values:
+            target = out[kind]
+            for entry in values:
+                target.append((pk, param_id(type_, entry[0]), *entry[1:], 0))
+    for rep, (key, components) in enumerate(entries.composite, start=1):
+        for position, (kind, value) in enumerate(components):
+            out[kind].append((pk, param_id(type_, f"{key}#{position}"), *value, rep))
+    return out
+
+
+def replace(conn: sqlite3.Connection, pk: int, type_: str, entries: IndexEntries) -> None:
+    """Insert the index rows of the new current version of resource `pk` (after `remove`)."""
+    for kind, values in rows(pk, type_, entries).items():
+        if values:
+            conn.executemany(_INSERTS[kind], values)

@@ -1,0 +1,233 @@
+"""Executing a SearchQuery on SQLite: filter, order, keyset paging, totals and includes.
+
+Paging is by keyset, not offset: a cursor carries the sort-key values and pk of the row a page ended
+on (or began on, for `previous`), and the next page is "rows after that one in this order". Pages stay
+correct while resources are created or deleted between requests: nothing is skipped or repeated
+except rows whose own sort values changed. The default order is pk (creation order), unique already;
+every explicit `_sort` gets pk as the final tie-break so the order is total and stable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fhirlead.search import cursor as cursors
+from fhirlead.search.query import Include, SearchQuery, SortKey
+from fhirlead.search.types.quantity import CANONICAL
+from fhirlead.storage.port import SearchPage
+from fhirlead.storage.sqlite import rows
+from fhirlead.storage.sqlite.index import param_id, table
+from fhirlead.storage.sqlite.search_sql import Compiler, Sql
+
+CHUNK = 500
+_TEXT_HIGH = "\U0010ffff\U0010ffff"
+_INT_HIGH, _INT_LOW = 2**63 - 1, -(2**63)
+
+# kind -> (ascending column, descending column, missing-value sentinels (ascending, descending))
+_SORT_COLUMNS: dict[str, tuple[str, str, tuple[Any, Any]]] = {
+    "string": ("norm", "norm", (_TEXT_HIGH, "")),
+    "token": ("code", "code", (_TEXT_HIGH, "")),
+    "uri": ("uri", "uri", (_TEXT_HIGH, "")),
+    "reference": ("type || '/' || id || url", "type || '/' || id || url", (_TEXT_HIGH, "")),
+    "date": ("lo", "hi", (_INT_HIGH, _INT_LOW)),
+    "number": ("lo", "hi", (float("inf"), float("-inf"))),
+    "quantity": ("lo", "hi", (float("inf"), float("-inf"))),
+}
+
+
+def sort_expression(key: SortKey, types: Sequence[str], r: str) -> Sql:
+    """A per-resource sort value: the lowest value ascending, the highest descending; missing last."""
+    if key.key == "_id":
+        return Sql(f"{r}.id")
+    if key.key == "_lastUpdated":
+        return Sql(f"{r}.updated_us")
+    ascending, descending, (high, low) = _SORT_COLUMNS[key.kind]
+    column = descending if key.descending else ascending
+    aggregate = "max" if key.descending else "min"
+    ids = sorted({param_id(type_, key.key) for type_ in types})
+    extra, params = "", list(ids)
+    if key.kind == "quantity":
+        extra, params = " AND s.system != ?", [*ids, CANONICAL]
+    sql = (
+        f"coalesce((SELECT {aggregate}(s.{column}) FROM {table(key.kind)} s WHERE s.pk = {r}.pk "
+        f"AND s.sp IN ({','.join('?' * len(ids))}) AND s.rep = 0{extra}), ?)"
+    )
+    return Sql(sql, [*params, low if key.descending else high])
+
+
+def _keyset(columns: list[str], descending: list[bool], values: Sequence[Any], forward: bool) -> Sql:
+    """Rows strictly after (forward) or before the row with `values`, in the order of `columns`."""
+    ors, params = [], []
+    for index, column in enumerate(columns):
+        equal = [f"{columns[i]} = ?" for i in range(index)]
+        greater = descending[index] != forward  # ascending+forward -> ">", descending+forward -> "<"
+        compare = f"{column} {'>' if greater else '<'} ?"
+        ors.append("(" + " AND ".join([*equal, compare]) + ")")
+        params += [*values[:index], values[index]]
+    return Sql("(" + " OR ".join(ors) + ")", params)
+
+
+def page_sql(query: SearchQuery, found: Sql, position: cursors.Cursor | None) -> Sql:
+    """The SQL of one page: rows (pk, sort values...) in page order, one more than the page size."""
+    forward = position is None or position.forward
+    if not query.sort:
+        text, params = f"SELECT r.pk {found.text}", list(found.params)
+        if position is not None:
+            text += f" AND r.pk {'>' if forward else '<'} ?"
+            params.append(position.keys[0])
+        text += f" ORDER BY r.pk {'ASC' if forward else 'DESC'} LIMIT ?"
+        return Sql(text, [*params, query.count + 1])
+    expressions = [sort_expression(key, query.types, "r") for key in query.sort]
+    select = ", ".join(f"{e.text} AS k{i}" for i, e in enumerate(expressions))
+    columns = [f"k{i}" for i in range(len(expressions))] + ["pk"]
+    descending = [key.descending for key in query.sort] + [False]
+    params = [p for e in expressions for p in e.params] + list(found.params)
+    text = (
+        f"WITH m AS MATERIALIZED (SELECT r.pk AS pk, {select} {found.text}) "
+        f"SELECT pk, {', '.join(columns[:-1])} FROM m"
+    )
+    if position is not None:
+        keyset = _keyset(columns, descending, position.keys, forward)
+        text += f" WHERE {keyset.text}"
+        params += keyset.params
+    order = [f"{c} {'DESC' if d == forward else 'ASC'}" for c, d in zip(columns, descending, strict=True)]
+    text += f" ORDER BY {', '.join(order)} LIMIT ?"
+    return Sql(text, [*params, query.count + 1])
+
+
+def _page(
+    conn: sqlite3.Connection, query: SearchQuery, found: Sql, position: cursors.Cursor | None
+) -> tuple[list[tuple], bool]:
+    """Rows (pk, sort values...) of the page, in order, and whether more rows lie beyond it."""
+    sql = page_sql(query, found, position)
+    fetched = conn.execute(sql.text, sql.params).fetchall()
+    more = len(fetched) > query.count
+    page = fetched[: query.count]
+    if position is not None and not position.forward:
+        page.reverse()
+    return page, more
+
+
+def execute(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
+    """Run `query`: one page of matches, their includes, the total if asked, and paging cursors."""
+    compiler = Compiler(query.base_url, conn)
+    # a page in pk order can walk the type when every filter is broad; a sort or a count needs them all
+    found = compiler.filter(query.types, query.where, "r", walk_if_broad=not query.sort)
+    signature = query.signature()
+    position = None
+    if query.cursor is not None:
+        position = cursors.decode(query.cursor, signature, len(query.sort) + 1)
+    page: list[tuple] = []
+    more = False
+    if query.count > 0:
+        page, more = _page(conn, query, found, position)
+    total = None
+    if query.total in ("accurate", "estimate"):
+        counted = compiler.filter(query.types, query.where, "r")
+        total = conn.execute(f"SELECT count(*) {counted.text}", counted.params).fetchone()[0]
+    elif query.total == "auto" and position is None and not more and query.count > 0:
+        total = len(page)
+    forward = position is None or position.forward
+    next_cursor = previous_cursor = None
+    if page:
+        if (more and forward) or (position is not None and not forward):
+            next_cursor = cursors.encode(cursors.Cursor(True, _keys(page[-1])), signature)
+        if position is not None and (forward or more):
+            previous_cursor = cursors.encode(cursors.Cursor(False, _keys(page[0])), signature)
+    matches = rows.load_current(conn, [row[0] for row in page])
+    included = _includes(conn, compiler, query.include, matches_of(conn, [row[0] for row in page]))
+    return SearchPage(matches, rows.load_current(conn, included), total, next_cursor, previous_cursor)
+
+
+def _keys(row: tuple) -> tuple:
+    """Cursor keys: the sort values, then pk (the query returns pk first)."""
+    return (*row[1:], row[0])
+
+
+def matches_of(conn: sqlite3.Connection, pks: list[int]) -> list[tuple[int, str, str]]:
+    found: dict[int, tuple[int, str, str]] = {}
+    for start in range(0, len(pks), CHUNK):
+        chunk = pks[start : start + CHUNK]
+        sql = f"SELECT pk, type, id FROM resources WHERE pk IN ({','.join('?' * len(chunk))})"
+        for row in conn.execute(sql, chunk):
+            found[row[0]] = row
+    return [found[pk] for pk in pks if pk in found]
+
+
+# -- _include / _revinclude ---------------------------------------------------------------------
+
+
+def _includes(
+    conn: sqlite3.Connection,
+    compiler: Compiler,
+    wanted: Sequence[Include],
+    matches: list[tuple[int, str, str]],
+) -> list[int]:
+    """Every resource the includes reach from the matches (and, for :iterate, from what they add)."""
+    if not wanted or not matches:
+        return []
+    seen = {row[0] for row in matches}
+    added: list[int] = []
+    frontier = matches
+    first = True
+    while frontier:
+        reached: list[tuple[int, str, str]] = []
+        for include in wanted:
+            if not first and not include.iterate:
+                continue
+            for row in _follow(conn, compiler, include, frontier):
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    added.append(row[0])
+                    reached.append(row)
+        frontier = reached
+        first = False
+    return added
+
+
+def forward_include_sql(compiler: Compiler, include: Include, source_pks: Sequence[int]) -> Sql:
+    """The resources that `include.keys` of the `source_pks` resources point to (on this server)."""
+    local = compiler.local("x")
+    ids = sorted({param_id(include.source, key) for key in include.keys})
+    target = " AND t.type = ?" if include.target else ""
+    return Sql(
+        "SELECT DISTINCT t.pk, t.type, t.id FROM idx_reference x "
+        "JOIN resources t ON t.type = x.type AND t.id = x.id "
+        f"WHERE x.pk IN ({','.join('?' * len(source_pks))}) AND x.sp IN ({','.join('?' * len(ids))}) "
+        f"AND x.rep = 0 AND t.deleted = 0 AND {local.text}{target}",
+        [*source_pks, *ids, *local.params, *([include.target] if include.target else [])],
+    )
+
+
+def reverse_include_sql(compiler: Compiler, include: Include, type_: str, target_ids: Sequence[str]) -> Sql:
+    """The `include.source` resources whose `include.keys` point to `type_` resources with these ids."""
+    local = compiler.local("x")
+    ids = sorted({param_id(include.source, key) for key in include.keys})
+    return Sql(
+        "SELECT DISTINCT r.pk, r.type, r.id FROM idx_reference x JOIN resources r ON r.pk = x.pk "
+        f"WHERE x.sp IN ({','.join('?' * len(ids))}) AND x.id IN ({','.join('?' * len(target_ids))}) "
+        f"AND x.type = ? AND x.rep = 0 AND r.deleted = 0 AND {local.text}",
+        [*ids, *target_ids, type_, *local.params],
+    )
+
+
+def _follow(
+    conn: sqlite3.Connection, compiler: Compiler, include: Include, current: list[tuple[int, str, str]]
+) -> Iterable[tuple[int, str, str]]:
+    if not include.reverse:
+        sources = [pk for pk, type_, _ in current if type_ == include.source]
+        for start in range(0, len(sources), CHUNK):
+            sql = forward_include_sql(compiler, include, sources[start : start + CHUNK])
+            yield from conn.execute(sql.text, sql.params)
+        return
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for _, type_, id_ in current:
+        if include.target is None or include.target == type_:
+            by_type[type_].append(id_)
+    for type_, targets in by_type.items():
+        for start in range(0, len(targets), CHUNK):
+            sql = reverse_include_sql(compiler, include, type_, targets[start : start + CHUNK])
+            yield from conn.execute(sql.text, sql.params)

@@ -1,0 +1,236 @@
+"""SqliteStore: the storage port over one SQLite file in WAL mode.
+
+Threads, not an async driver: one writer thread owns the only writing connection (SQLite allows one
+writer at a time anyway), and a small pool of reader threads each own a read-only connection, so reads
+run beside a write in WAL mode. Each port call is one hop to a thread that runs all of its SQL, which
+keeps the per-call overhead to a single context switch. A unit of work holds the writer for its whole
+life (`BEGIN IMMEDIATE` … `COMMIT`), so its reads see its own writes and nothing else interleaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from fhirlead import clock
+from fhirlead.storage.port import HistoryPage, ResourceVersion, SearchPage, VersionConflict
+from fhirlead.storage.sqlite import index, rows, schema, search
+
+if TYPE_CHECKING:
+    from fhirlead.search.entries import IndexEntries
+    from fhirlead.search.query import SearchQuery
+
+T = TypeVar("T")
+
+
+class SqliteStore:
+    """Versioned FHIR resources in one SQLite file (`sqlite:///path/to/file.db`)."""
+
+    def __init__(self, path: str, *, readers: int = 4, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._readers = readers
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._write_lock = asyncio.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._writer = ThreadPoolExecutor(1, "fhirlead-sqlite-writer", self._open_connection, (False,))
+        self._reader_pool = ThreadPoolExecutor(
+            self._readers, "fhirlead-sqlite-reader", self._open_connection, (True,)
+        )
+        await self._on_writer(schema.migrate)
+
+    async def close(self) -> None:
+        for pool in (self._writer, self._reader_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._writer = self._reader_pool = None
+
+    def _open_connection(self, read_only: bool) -> None:
+        conn = schema.connect(self.path, synchronous=self._synchronous, read_only=read_only)
+        self._local.conn = conn
+        self._connections.append(conn)
+
+    async def _run(self, pool: ThreadPoolExecutor | None, work: Callable[[sqlite3.Connection], T]) -> T:
+        if pool is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(pool, lambda: work(self._local.conn))
+
+    async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(self._writer, work)
+
+    async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(self._reader_pool, work)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None:
+        return await self._on_reader(lambda conn: rows.read_current(conn, type_, id_))
+
+    async def vread(self, type_: str, id_: str, version: int) -> ResourceVersion | None:
+        return await self._on_reader(lambda conn: rows.read_version(conn, type_, id_, version))
+
+    async def history(
+        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None
+    ) -> HistoryPage:
+        return await self._on_reader(lambda conn: _history(conn, type_, id_, since_us, count, cursor))
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await self._on_reader(lambda conn: search.execute(conn, query))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[SqliteUnitOfWork]:
+        async with self._write_lock:
+            work = SqliteUnitOfWork(self)
+            try:
+                yield work
+            except BaseException:
+                if work.begun:
+                    await asyncio.shield(self._on_writer(lambda conn: conn.execute("ROLLBACK")))
+                raise
+            if work.begun:
+                try:
+                    await asyncio.shield(self._on_writer(lambda conn: conn.execute("COMMIT")))
+                except BaseException:
+                    await asyncio.shield(self._on_writer(_rollback_if_open))
+                    raise
+
+
+class SqliteUnitOfWork:
+    """Reads and writes on the writer connection inside one `BEGIN IMMEDIATE` transaction."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.begun = False
+
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def in_transaction(conn: sqlite3.Connection) -> T:
+            if not self.begun:
+                conn.execute("BEGIN IMMEDIATE")
+                self.begun = True
+            return work(conn)
+
+        return await self._store._on_writer(in_transaction)
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None:
+        return await self._call(lambda conn: rows.read_current(conn, type_, id_))
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await self._call(lambda conn: search.execute(conn, query))
+
+    async def write(
+        self,
+        type_: str,
+        id_: str,
+        resource: dict[str, Any] | None,
+        entries: IndexEntries | None,
+        method: str,
+        expected_version: int | None = None,
+    ) -> ResourceVersion:
+        return await self._call(
+            lambda conn: _write(conn, type_, id_, resource, entries, method, expected_version)
+        )
+
+
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _write(
+    conn: sqlite3.Connection,
+    type_: str,
+    id_: str,
+    resource: dict[str, Any] | None,
+    entries: IndexEntries | None,
+    method: str,
+    expected_version: int | None,
+) -> ResourceVersion:
+    current = conn.execute(
+        "SELECT pk, version, deleted FROM resources WHERE type = ? AND id = ?", (type_, id_)
+    ).fetchone()
+    if expected_version is not None:
+        live_version = 0 if current is None or current[2] else current[1]
+        if live_version != expected_version:
+            raise VersionConflict(f"{type_}/{id_}", expected_version, live_version or None)
+    version = 1 if current is None else current[1] + 1
+    moment = clock.now()
+    last_updated, updated_us = clock.instant(moment), clock.micros(moment)
+    body = None
+    if resource is not None:
+        resource["meta"] = {
+            **resource.get("meta", {}),
+            "versionId": str(version),
+            "lastUpdated": last_updated,
+        }
+        body = orjson.dumps(resource)
+    if current is None:
+        pk = conn.execute(
+            "INSERT INTO resources (type, id, version, updated_us, deleted, seq) VALUES (?, ?, 0, 0, 0, 0)",
+            (type_, id_),
+        ).lastrowid
+    else:
+        pk = current[0]
+        index.remove(conn, pk)
+    seq = conn.execute(
+        "INSERT INTO versions (pk, type, version, last_updated, updated_us, method, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (pk, type_, version, last_updated, updated_us, method, body),
+    ).lastrowid
+    conn.execute(
+        "UPDATE resources SET version = ?, updated_us = ?, deleted = ?, seq = ? WHERE pk = ?",
+        (version, updated_us, int(body is None), seq, pk),
+    )
+    if body is not None and entries is not None:
+        index.replace(conn, pk, type_, entries)
+    return ResourceVersion(type_, id_, version, last_updated, method, body)
+
+
+def _history(
+    conn: sqlite3.Connection,
+    type_: str | None,
+    id_: str | None,
+    since_us: int | None,
+    count: int,
+    cursor: str | None,
+) -> HistoryPage:
+    where, params = [], []
+    if type_ is not None and id_ is not None:
+        where.append("r.type = ? AND r.id = ?")
+        params += [type_, id_]
+    elif type_ is not None:
+        where.append("v.type = ?")
+        params.append(type_)
+    if since_us is not None:
+        where.append("v.updated_us >= ?")
+        params.append(since_us)
+    if cursor is not None:
+        where.append("v.seq < ?")
+        params.append(int(cursor))
+    sql = (
+        "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.body, v.seq "
+        "FROM versions v JOIN resources r ON r.pk = v.pk"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY v.seq DESC LIMIT ?"
+    )
+    found = conn.execute(sql, [*params, count + 1]).fetchall()
+    page = found[:count]
+    next_cursor = str(page[-1][6]) if page and len(found) > count else None
+    return HistoryPage([rows.to_version(row[:6]) for row in page], next_cursor)

@@ -1,0 +1,5 @@
+"""Validation of every incoming resource: server rules, the R4 JSON Schema, and (later) profiles."""
+
+from fhirlead.validation.validator import Validator
+
+__all__ = ["Validator"]

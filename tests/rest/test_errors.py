@@ -1,0 +1,119 @@
+"""Every failure is an OperationOutcome with the right status, never a 500 or a stack trace."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fhirlead.api.app import create_app
+from fhirlead.settings import Settings
+from tests.conftest import BASE
+from tests.rest.helpers import FHIR_JSON, create, issue_codes, patient, put
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("Patient", content=b'{"resourceType": "Patient",', headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_body_that_is_not_an_object_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("Patient", content=b"[1, 2]", headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 400
+
+
+async def test_wrong_media_type_is_415(client: httpx.AsyncClient) -> None:
+    response = await client.post("Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"})
+    assert response.status_code == 415
+    assert issue_codes(response) == ["not-supported"]
+
+
+async def test_unsupported_format_is_406(client: httpx.AsyncClient) -> None:
+    await put(client, patient(id="p1"))
+    assert (await client.get("Patient/p1", params={"_format": "xml"})).status_code == 406
+    assert (await client.get("Patient/p1", headers={"Accept": "application/fhir+xml"})).status_code == 406
+    assert (await client.get("Patient/p1", params={"_format": "json"})).status_code == 200
+    assert (await client.get("Patient/p1", headers={"Accept": "*/*"})).status_code == 200
+
+
+async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.post("Patient/p1", json=patient(), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PATCH, PUT"
+    assert (await client.delete("metadata")).status_code == 405
+
+
+async def test_resource_type_must_match_the_url(client: httpx.AsyncClient) -> None:
+    response = await client.post("Observation", json=patient(), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["resourceType"]
+
+
+async def test_invalid_resource_names_the_failing_element(client: httpx.AsyncClient) -> None:
+    response = await create(client, patient(birthDate="1961-13-45", gender="martian"))
+    assert response.status_code == 400
+    expressions = {e for issue in response.json()["issue"] for e in issue.get("expression", [])}
+    assert {"Patient.birthDate", "Patient.gender"} <= expressions
+
+
+async def test_unknown_element_is_rejected(client: httpx.AsyncClient) -> None:
+    response = await create(client, patient(colour="blue"))
+    assert response.status_code == 400
+    assert "colour" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_invalid_contained_resource_is_reported_inside_the_container(client: httpx.AsyncClient) -> None:
+    contained = [{"resourceType": "Organization", "id": "o1", "active": "yes"}]
+    response = await create(client, patient(contained=contained))
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["Patient.contained[0].active"]
+
+
+@pytest.mark.parametrize("element", [{"name": []}, {"name": [{}]}, {"active": None}])
+async def test_empty_arrays_objects_and_null_are_rejected(client: httpx.AsyncClient, element: dict) -> None:
+    response = await create(client, {"resourceType": "Patient", **element})
+    assert response.status_code == 400
+
+
+async def test_invalid_id_in_update_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.put("Patient/bad_id!", json=patient(id="bad_id!"), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 400
+
+
+async def test_failed_write_leaves_nothing_behind(client: httpx.AsyncClient) -> None:
+    await put(client, patient(id="p1"))
+    response = await put(client, patient(id="p1", gender="martian"))
+    assert response.status_code == 400
+    current = await client.get("Patient/p1")
+    assert current.headers["etag"] == 'W/"1"'
+    history = (await client.get("Patient/p1/_history")).json()
+    assert len(history["entry"]) == 1
+
+
+@pytest.fixture
+async def small_body_client(tmp_path) -> httpx.AsyncClient:
+    app: FastAPI = create_app(Settings(store=f"sqlite:///{tmp_path / 'small.db'}", max_body_bytes=1000))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        yield c
+
+
+async def test_body_over_the_limit_is_413(small_body_client: httpx.AsyncClient) -> None:
+    big = patient(name=[{"family": "x" * 2000}])
+    response = await small_body_client.post("Patient", json=big, headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 413
+    assert issue_codes(response) == ["too-costly"]
+    ok = await small_body_client.post("Patient", json=patient(), headers={"Content-Type": FHIR_JSON})
+    assert ok.status_code == 201
+
+
+async def test_unknown_operation_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("Patient/$no-such-operation", json={"resourceType": "Parameters"})
+    assert response.status_code == 404
+
+
+async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("Patient/p1/_history/1/extra")
+    assert response.status_code == 404
+    assert response.json()["resourceType"] == "OperationOutcome"

