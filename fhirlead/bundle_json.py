@@ -30,3 +30,8 @@ def bundle(header: dict[str, Any], entries: list[bytes]) -> bytes:
     if not entries:
         return head
     return head[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+
+
+def to_bytes(value: bytes | dict[str, Any]) -> bytes:
+    """Stored bytes pass through; a JSON value built in memory is serialised."""
+    return value if isinstance(value, bytes) else orjson.dumps(value)

@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES = (
     "fhirlead.serve",
+    "fhirlead.load",
     "fhirlead.measure.cli",
 )
 

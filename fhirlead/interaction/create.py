@@ -18,9 +18,17 @@ def new_id() -> str:
 
 
 async def create(
-    server: Server, uow: UnitOfWork, type_: str, resource: dict[str, Any], if_none_exist: str | None = None
+    server: Server,
+    uow: UnitOfWork,
+    type_: str,
+    resource: dict[str, Any],
+    if_none_exist: str | None = None,
+    id_: str | None = None,
 ) -> Outcome:
-    """Create with a server-assigned id (any id in the body is ignored, as the spec says)."""
+    """Create with a server-assigned id (any id in the body is ignored, as the spec says).
+
+    `id_` is an id the server already chose (a transaction assigns ids before it writes).
+    """
     if if_none_exist:
         params = conditions.criteria(if_none_exist)
         found = await conditions.matches(server, uow, type_, params)
@@ -28,7 +36,7 @@ async def create(
             raise conditions.too_many(type_, params)
         if found:
             return Outcome(200, found[0])
-    resource["id"] = new_id()
+    resource["id"] = id_ or new_id()
     entries = prepare(server, resource, type_)
     version = await uow.write(type_, resource["id"], resource, entries, "POST", expected_version=0)
     return Outcome(201, version, created=True)

@@ -1,0 +1,182 @@
+"""`fhirlead load`: bulk ingest of Bundle files, NDJSON files and directories of them.
+
+    fhirlead load [--store sqlite:///./fhirlead.db] PATH...
+
+Everything goes through the transaction code the API uses (`fhirlead.bundles.transaction`), so
+validation, indexing and reference resolution are exactly the API's. A Bundle is loaded as one
+transaction — a `batch` Bundle too, so its `urn:uuid` references are resolved and a failing Bundle
+leaves nothing behind. Other Bundles (collection, searchset, …) and NDJSON files are loaded as their
+resources: PUT when they carry an id (bulk exports keep ids and `Type/id` references), POST otherwise;
+NDJSON in transactions of CHUNK lines, so a bad line stops its file with the chunk rolled back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from fhirlead.bundles import transaction
+from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
+from fhirlead.errors import FhirError
+from fhirlead.server import Server
+from fhirlead.settings import Settings
+
+CHUNK = 500
+SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
+
+
+class LoadError(Exception):
+    """A file that could not be loaded; the message says where and why."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("load", help="load Bundle / NDJSON files into the store")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (.json, .ndjson, .gz)")
+    parser.add_argument("--store", default=Settings().store, help="store URL (FHIRLEAD_STORE)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = list(find_files([Path(path) for path in args.paths]))
+    if not files:
+        print("fhirlead load: no .json or .ndjson files found", file=sys.stderr)
+        return 2
+    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr)))
+    report.print_summary(sys.stderr)
+    return 1 if report.failures else 0
+
+
+def find_files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
+        else:
+            yield path
+
+
+@dataclass
+class Report:
+    counts: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    files: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def rate(self) -> float:
+        return self.total / max(time.perf_counter() - self.started, 1e-9)
+
+    def print_summary(self, out: TextIO) -> None:
+        elapsed = time.perf_counter() - self.started
+        print(f"loaded {self.total:,} resources from {self.files - len(self.failures)} of {self.files} files "
+              f"in {elapsed:.1f} s ({self.rate():,.0f} resources/s)", file=out)
+        for type_, count in sorted(self.counts.items()):
+            print(f"  {type_:<32} {count:>10,}", file=out)
+        for failure in self.failures:
+            print(f"FAILED {failure}", file=out)
+
+
+class Progress:
+    """One status line on stderr, redrawn at most twice a second (on a terminal) or every 10 s."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.live = out.isatty()
+        self.last = 0.0
+
+    def update(self, report: Report, current: Path, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last < (0.5 if self.live else 10.0):
+            return
+        self.last = now
+        line = f"{report.total:>10,} resources  {report.rate():>8,.0f}/s  file {report.files}: {current.name}"
+        print(("\r" + line[:120].ljust(120)) if self.live else line, end="" if self.live else "\n", file=self.out)
+        if final and self.live:
+            print(file=self.out)
+
+
+async def load_files(settings: Settings, files: list[Path], progress: Progress | None = None) -> Report:
+    server = await Server.start(settings)
+    report = Report()
+    try:
+        for path in files:
+            report.files += 1
+            try:
+                await load_file(server, path, report, progress)
+            except LoadError as error:
+                report.failures.append(str(error))
+            if progress:
+                progress.update(report, path, final=path == files[-1])
+    finally:
+        await server.stop()
+    return report
+
+
+async def load_file(server: Server, path: Path, report: Report, progress: Progress | None) -> None:
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+    except OSError as error:
+        raise LoadError(f"{path}: {error}") from None
+    if path.name.endswith((".ndjson", ".ndjson.gz")):
+        lines = [(number, line) for number, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+        for start in range(0, len(lines), CHUNK):
+            chunk = lines[start:start + CHUNK]
+            where = f"{path} lines {chunk[0][0]}-{chunk[-1][0]}"
+            resources = [parse(line, f"{path} line {number}") for number, line in chunk]
+            await commit(server, as_entries(resources, where), report, where)
+            if progress:
+                progress.update(report, path)
+        return
+    body = parse(raw, str(path))
+    if isinstance(body, dict) and body.get("resourceType") == "Bundle" and body.get("type") in ("batch", "transaction"):
+        try:
+            entries = entries_of_transaction(read_bundle({**body, "type": "transaction"}, "")[1])
+        except FhirError as error:
+            raise LoadError(f"{path}: {error}") from None
+    elif isinstance(body, dict) and body.get("resourceType") == "Bundle":
+        entries = as_entries([item.get("resource") for item in body.get("entry", [])], str(path))
+    else:
+        entries = as_entries([body], str(path))
+    await commit(server, entries, report, str(path))
+
+
+def parse(raw: bytes, where: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise LoadError(f"{where}: not valid JSON ({error})") from None
+
+
+def as_entries(resources: list[Any], where: str) -> list[Entry]:
+    """Plain resources as transaction entries: PUT Type/id when they carry an id, else POST Type."""
+    entries = []
+    for index, resource in enumerate(resources):
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise LoadError(f"{where}: item {index} is not a FHIR resource")
+        type_, id_ = resource["resourceType"], resource.get("id")
+        request = {"method": "PUT", "url": f"{type_}/{id_}"} if id_ else {"method": "POST", "url": type_}
+        try:
+            entries.append(read_entry(index, {"request": request, "resource": resource}, ""))
+        except FhirError as error:
+            raise LoadError(f"{where}: {error}") from None
+    return entries
+
+
+async def commit(server: Server, entries: list[Entry], report: Report, where: str) -> None:
+    try:
+        await transaction.run(server, entries, "", "minimal")
+    except FhirError as error:
+        raise LoadError(f"{where}: {error}") from None
+    report.counts.update(entry.type_ for entry in entries if entry.method in ("POST", "PUT"))
