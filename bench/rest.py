@@ -93,12 +93,17 @@ async def main(args: argparse.Namespace) -> None:
     )
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        for _ in range(100):
+        for _ in range(300):
+            if server.poll() is not None:
+                raise SystemExit(f"server exited with {server.returncode} before it was ready")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     break
             except httpx.TransportError:
-                await asyncio.sleep(0.1)
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            raise SystemExit("server not ready after 30 s")
         print(f"machine: {os.cpu_count()} cores; store {store}; concurrency {args.concurrency}")
         creates = [("POST", "Patient", patient(n)) for n in range(args.creates)]
         elapsed, latencies, locations = await drive(creates, base, args.concurrency)

@@ -1,6 +1,7 @@
 """Search latency over a large generated SQLite store (not run in CI).
 
     .venv/bin/python bench/search.py [--resources 1000000] [--db bench/results/search.db] [--runs 300]
+                                     [--plans-only] [--store mongodb://host/bench?replicaSet=rs0]
 
 Generation writes synthetic patients, each with encounters, conditions and observations (20 resources
 per patient), through the store's own write path: `SqliteUnitOfWork.write` with index entries from the
@@ -11,6 +12,8 @@ existing database with the right resource count is reused.
 Queries are measured two ways, sequentially, after a warm-up: `store` = parse + SQL + loading the
 page's resource bytes (what `store.search` costs), and `http` = the full in-process ASGI round trip
 through the real app (routing, Bundle assembly, httpx client). Reported: p50 / p95 / max in ms.
+Before measuring, the EXPLAIN QUERY PLAN of the queries shown in docs/search.md is printed
+(`--plans-only`: only that).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import argparse
 import asyncio
 import os
 import random
+import sqlite3
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,11 +32,15 @@ from typing import Any
 import httpx
 
 from fhirlead.api.app import create_app
+from fhirlead.copy import CopyError, Progress, copy_urls
 from fhirlead.search.extract import Extractor
 from fhirlead.search.parse import parse_search
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.settings import Settings
-from fhirlead.storage.sqlite import SqliteStore
+from fhirlead.storage.factory import open_store
+from fhirlead.storage.sqlite import SqliteStore, schema
+from fhirlead.storage.sqlite import search as sqlite_search
+from fhirlead.storage.sqlite.search_sql import Compiler, Sql
 
 PER_PATIENT = 20  # 1 patient + 4 encounters + 3 conditions + 12 observations
 BATCH = 2000
@@ -259,8 +268,58 @@ def report(name: str, samples: list[float], results: list[int]) -> None:
     )
 
 
-async def measure_store(path: Path, plan: dict[str, list[str]], runs: int) -> None:
-    store = SqliteStore(str(path))
+PLAN_QUERIES = {
+    "chain": "Observation?subject:Patient.name=Smithson0&code=http://loinc.org|8867-4",
+    "include": "Observation?_include=Observation:subject",
+    "revinclude": "Patient?_id=p1&_revinclude=Observation:subject",
+    "first": "Observation?subject=Patient/p1&code=http://loinc.org|8867-4&date=ge2020",
+}
+
+
+def explain(conn: sqlite3.Connection, sql: Sql) -> list[str]:
+    """EXPLAIN QUERY PLAN as the indented tree the sqlite3 shell prints."""
+    rows = conn.execute("EXPLAIN QUERY PLAN " + sql.text, sql.params).fetchall()
+    depth: dict[int, int] = {0: -1}
+    lines = []
+    for node, parent, _, detail in rows:
+        depth[node] = depth.get(parent, -1) + 1
+        lines.append("  " * depth[node] + detail)
+    return lines
+
+
+def plans(path: Path) -> dict[str, list[str]]:
+    """The query plans shown in docs/search.md: the page query of the chain and of the first query
+    (driver chosen by the same race the server runs), the include step for the first page of
+    Observations and the revinclude step for one Patient."""
+    registry = SearchRegistry.default()
+    conn = schema.connect(str(path), synchronous="OFF", read_only=True)
+    out: dict[str, list[str]] = {}
+    try:
+        for name, url in PLAN_QUERIES.items():
+            type_, params = split(url)
+            query = parse_search(registry, (type_,), params, base_url="http://bench/fhir").query
+            compiler = Compiler(query.base_url, conn)
+            page = sqlite_search.page_sql(
+                query, compiler.filter(query.types, query.where, "r", walk_if_broad=not query.sort), None
+            )
+            if name in ("chain", "first"):
+                out[name] = explain(conn, page)
+                continue
+            pks = [row[0] for row in conn.execute(page.text, page.params)][: query.count]
+            matches = sqlite_search.matches_of(conn, pks)
+            include = query.include[0]
+            if include.reverse:
+                targets = [id_ for _, t, id_ in matches if t == type_]
+                out[name] = explain(conn, sqlite_search.reverse_include_sql(compiler, include, type_, targets))
+            else:
+                out[name] = explain(conn, sqlite_search.forward_include_sql(compiler, include, pks))
+    finally:
+        conn.close()
+    return out
+
+
+async def measure_store(url: str, plan: dict[str, list[str]], runs: int) -> None:
+    store = open_store(url)
     await store.open()
     registry = SearchRegistry.default()
     try:
@@ -281,8 +340,8 @@ async def measure_store(path: Path, plan: dict[str, list[str]], runs: int) -> No
         await store.close()
 
 
-async def measure_http(path: Path, plan: dict[str, list[str]], runs: int) -> None:
-    app = create_app(Settings(store=f"sqlite:///{path}"))
+async def measure_http(url: str, plan: dict[str, list[str]], runs: int) -> None:
+    app = create_app(Settings(store=url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench/fhir") as client:
@@ -308,6 +367,9 @@ async def main() -> None:
     parser.add_argument("--resources", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, default=Path("bench/results/search.db"))
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--plans-only", action="store_true", help="print the query plans and stop")
+    parser.add_argument("--store", help="measure this store (e.g. mongodb://host/bench?replicaSet=rs0) instead "
+                        "of the SQLite file; the generated data is copied into it first when it is empty")
     args = parser.parse_args()
     args.db.parent.mkdir(parents=True, exist_ok=True)
     seconds = await generate(args.db, args.resources)
@@ -318,9 +380,20 @@ async def main() -> None:
         )
     size = sum(os.path.getsize(p) for p in (args.db, Path(f"{args.db}-wal")) if p.exists())
     print(f"database size {size / 2**30:.2f} GiB ({args.db})")
+    for name, lines in plans(args.db).items():
+        print(f"plan {name}: {PLAN_QUERIES[name]}")
+        print("\n".join(f"    {line}" for line in lines))
+    if args.plans_only:
+        return
     plan = queries(random.Random(7), args.resources // PER_PATIENT)
-    await measure_store(args.db, plan, args.runs)
-    await measure_http(args.db, plan, args.runs)
+    url = args.store or f"sqlite:///{args.db}"
+    if args.store:
+        try:
+            await copy_urls(f"sqlite:///{args.db}", args.store, Progress(sys.stderr))
+        except CopyError:
+            print(f"reusing {args.store} (not empty)")
+    await measure_store(url, plan, args.runs)
+    await measure_http(url, plan, args.runs)
 
 
 if __name__ == "__main__":

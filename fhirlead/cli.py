@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = (
     "fhirlead.serve",
     "fhirlead.load",
+    "fhirlead.copy",
     "fhirlead.measure.cli",
 )
 

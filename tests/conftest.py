@@ -1,8 +1,12 @@
-"""Shared fixtures: the real app over HTTP (httpx ASGI transport) on a real store in a temp folder."""
+"""Shared fixtures: the real app over HTTP (httpx ASGI transport) on a real store in a temp folder.
+
+The store's backend is chosen by FHIRLEAD_TEST_BACKEND (see `tests.backends`), so the same REST,
+search and bundle suites run against every backend.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -11,14 +15,39 @@ from fastapi import FastAPI
 
 from fhirlead.api.app import create_app
 from fhirlead.settings import Settings
+from fhirlead.storage.factory import register_scheme
+from tests import backends
 
 BASE = "http://testserver/fhir"
 FHIR_JSON = "application/fhir+json"
 
 
+def pytest_report_header() -> str:
+    return f"fhirlead storage backend: {backends.selected()}"
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[backends.Backend]:
+    """The storage backend of this run (FHIRLEAD_TEST_BACKEND)."""
+    name = backends.selected()
+    try:
+        chosen = backends.make(name, tmp_path_factory.mktemp("backend"))
+    except backends.NxUnavailable as error:
+        pytest.skip(f"nx-27017 backend unavailable: {error}")
+    for scheme in chosen.schemes:
+        register_scheme(scheme, chosen.store)
+    yield chosen
+    for scheme in chosen.schemes:
+        register_scheme(scheme, None)
+    chosen.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(store=f"sqlite:///{tmp_path / 'fhirlead.db'}", max_body_bytes=64 * 1024 * 1024)
+async def settings(tmp_path: Path, backend: backends.Backend) -> AsyncIterator[Settings]:
+    """Settings naming a new, empty store of the selected backend (released after the test)."""
+    url = backend.url(tmp_path)
+    yield Settings(store=url, max_body_bytes=64 * 1024 * 1024)
+    await backend.discard(url)
 
 
 @pytest.fixture

@@ -52,23 +52,31 @@ def located(entry: Entry, error: FhirError) -> FhirError:
 
 async def run(server: Server, entries: list[Entry], base_url: str, preference: str | None) -> list[bytes]:
     """Process a transaction; return the response entries in request order, or raise (rolled back)."""
-    ordered = sorted(entries, key=lambda entry: ORDER[entry.method])
-    writes = [entry for entry in ordered if entry.method not in ("GET", "HEAD")]
-    reads = [entry for entry in ordered if entry.method in ("GET", "HEAD")]
-    answers: dict[int, bytes] = {}
     async with server.store.unit_of_work() as uow:
-        writer = TransactionWriter(server, uow, base_url, preference)
-        for entry in writes:
-            if entry.method == "DELETE":
-                answers[entry.index] = await writer.guarded(entry, writer.delete(entry))
-        changes = [entry for entry in writes if entry.method != "DELETE"]
-        await writer.plan(changes)
-        await writer.resolve_references(changes)
-        for phase in ("POST", "PUT"):
-            answers.update(await writer.write_all([entry for entry in changes if ORDER[entry.method] == ORDER[phase]]))
-    for entry in reads:
-        answers[entry.index] = await read(server, entry, base_url)
+        answers = await write(server, uow, entries, base_url, preference)
+    for entry in entries:
+        if entry.method in ("GET", "HEAD"):
+            answers[entry.index] = await read(server, entry, base_url)
     return [answers[entry.index] for entry in entries]
+
+
+async def write(
+    server: Server, uow: UnitOfWork, entries: list[Entry], base_url: str, preference: str | None
+) -> dict[int, bytes]:
+    """The writes of one transaction inside `uow` (which may hold earlier transactions: `fhirlead load`
+    commits several Bundles at once); the response entries by entry index."""
+    writes = [entry for entry in sorted(entries, key=lambda entry: ORDER[entry.method]) if ORDER[entry.method] < 3]
+    writer = TransactionWriter(server, uow, base_url, preference)
+    answers: dict[int, bytes] = {}
+    for entry in writes:
+        if entry.method == "DELETE":
+            answers[entry.index] = await writer.guarded(entry, writer.delete(entry))
+    changes = [entry for entry in writes if entry.method != "DELETE"]
+    await writer.plan(changes)
+    await writer.resolve_references(changes)
+    for phase in ("POST", "PUT"):
+        answers.update(await writer.write_all([entry for entry in changes if ORDER[entry.method] == ORDER[phase]]))
+    return answers
 
 
 async def read(server: Server, entry: Entry, base_url: str) -> bytes:

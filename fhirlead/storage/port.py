@@ -8,6 +8,7 @@ atomically (all of its writes land, or none do).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -101,6 +102,12 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
+        """Store `version` verbatim (its number, lastUpdated, method and body) as the resource's new
+        current version, with `entries` as its index: how `fhirlead copy` moves whole histories between
+        stores. VersionConflict when the resource already has this version or a newer one."""
+        ...
+
 
 class Store(Protocol):
     """A FHIR resource store. Reads outside a unit of work see committed data only."""
@@ -127,6 +134,10 @@ class Store(Protocol):
         ...
 
     async def search(self, query: SearchQuery) -> SearchPage: ...
+
+    def all_versions(self) -> AsyncIterator[ResourceVersion]:
+        """Every version of every resource (deletes too), in the order they were written."""
+        ...
 
     def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]:
         """A unit of work: committed when the block exits normally, rolled back on any exception."""

@@ -20,6 +20,7 @@ from tests.bundle.helpers import count
 
 SHARED_DATA = Path(os.environ.get("FHIRLEAD_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 SYNTHEA = SHARED_DATA / "synthea"
+BASE = "http://testserver/fhir"
 NIMBUS = SYNTHEA / "nimbus-covid19-juvenile"
 EXM130 = SYNTHEA / "cqframework-exm130"
 needs_synthea = pytest.mark.skipif(
@@ -62,7 +63,7 @@ async def test_loading_every_synthea_file_gives_the_counts_per_type(settings: Se
     exm130 = next(EXM130.glob("*.json"))
     targets = tmp_path / "targets.ndjson"
     targets.write_bytes(b"\n".join(orjson.dumps(r) for r in conditional_targets(exm130)))
-    files = sorted(NIMBUS.glob("*.json")) + [targets, exm130]
+    files = [*sorted(NIMBUS.glob("*.json")), targets, exm130]
     report = await load_files(settings, files)
     assert report.failures == []
     expected = entries_by_type(*NIMBUS.glob("*.json"), exm130)
@@ -72,19 +73,19 @@ async def test_loading_every_synthea_file_gives_the_counts_per_type(settings: Se
     assert found == dict(expected)
     # references were rewritten to stored ids: every Encounter's subject resolves to a loaded Patient
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver/fhir") as c:
-            with_patient = await c.get("Encounter?_count=1000&_include=Encounter:subject")
-            bundle = with_patient.json()
-            subjects = {e["resource"]["subject"]["reference"] for e in bundle["entry"]
-                        if e["search"]["mode"] == "match"}
-            included = {f"Patient/{e['resource']['id']}" for e in bundle["entry"] if e["search"]["mode"] == "include"}
-            assert subjects and subjects == included
-            # conditional references were resolved to the pre-loaded Practitioners
-            npi = next(t for t in conditional_targets(exm130) if t["resourceType"] == "Practitioner")
-            by_npi = await c.get("Encounter?participant:Practitioner.identifier=http://hl7.org/fhir/sid/us-npi|"
-                                 + npi["identifier"][0]["value"] + "&_summary=count")
-            assert by_npi.status_code == 200 and by_npi.json()["total"] >= 1
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        with_patient = await c.get("Encounter?_count=1000&_include=Encounter:subject")
+        bundle = with_patient.json()
+        subjects = {e["resource"]["subject"]["reference"] for e in bundle["entry"]
+                    if e["search"]["mode"] == "match"}
+        included = {f"Patient/{e['resource']['id']}" for e in bundle["entry"] if e["search"]["mode"] == "include"}
+        assert subjects and subjects == included
+        # conditional references were resolved to the pre-loaded Practitioners
+        npi = next(t for t in conditional_targets(exm130) if t["resourceType"] == "Practitioner")
+        by_npi = await c.get("Encounter?participant:Practitioner.identifier=http://hl7.org/fhir/sid/us-npi|"
+                             + npi["identifier"][0]["value"] + "&_summary=count")
+        assert by_npi.status_code == 200 and by_npi.json()["total"] >= 1
 
 
 @needs_synthea
@@ -92,7 +93,7 @@ def test_a_bundle_with_unresolvable_references_fails_clearly_and_leaves_nothing(
     store = f"sqlite:///{tmp_path / 'cli.db'}"
     exm130 = next(EXM130.glob("*.json"))
     result = subprocess.run([sys.executable, "-m", "fhirlead.cli", "load", "--store", store, str(exm130)],
-                            capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "FAILED" in result.stderr and exm130.name in result.stderr
     assert "Practitioner?identifier=" in result.stderr and "matches no resource" in result.stderr
@@ -107,7 +108,7 @@ async def test_ndjson_loads_in_chunks_and_a_bad_line_is_named(settings: Settings
     good.write_bytes(gzip.compress(b"\n".join(lines)))
     bad = tmp_path / "bad.ndjson"
     bad_lines = [orjson.dumps({"resourceType": "Observation", "id": f"o{n}", "status": "final",
-                               "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}}) for n in range(10)]
+                           "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}}) for n in range(10)]
     bad_lines[6] = b'{"resourceType": "Observation", "id": "o6", "status": "nonsense", "code": {"text": "x"}}'
     bad.write_bytes(b"\n".join(bad_lines))
     report = await load_files(settings, [good, bad])

@@ -1,11 +1,10 @@
-"""Search fixtures: the official R4 examples loaded once into a database file, copied per test, and
-helpers to seed hand-made resources and read search Bundles."""
+"""Search fixtures: the official R4 examples loaded once into a store of the selected backend, copied
+per test, and helpers to seed hand-made resources and read search Bundles."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from fhirlead.api.app import create_app
 from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.settings import Settings
-from fhirlead.storage.sqlite import SqliteStore
+from tests import backends
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "r4-examples.ndjson.gz"
 BASE = "http://testserver/fhir"
@@ -42,50 +41,45 @@ def examples() -> list[dict[str, Any]]:
         return [orjson.loads(line)["resource"] for line in handle]
 
 
-async def _load(path: Path, resources: list[dict[str, Any]], extractor: Extractor) -> None:
-    store = SqliteStore(str(path), synchronous="OFF")
-    await store.open()
-    try:
-        async with store.unit_of_work() as uow:
-            for resource in resources:
-                copy = orjson.loads(orjson.dumps(resource))
-                await uow.write(copy["resourceType"], copy["id"], copy, extractor.extract(copy), "PUT")
-    finally:
-        await store.close()
-
-
 @pytest.fixture(scope="session")
-def examples_db(
-    tmp_path_factory: pytest.TempPathFactory, examples: list[dict[str, Any]], extractor: Extractor
-) -> Path:
-    """A database holding every example, written once per session through the store's write path."""
-    path = tmp_path_factory.mktemp("examples") / "examples.db"
-    asyncio.run(_load(path, [r for r in examples if r.get("id")], extractor))
-    return path
+def examples_template(
+    tmp_path_factory: pytest.TempPathFactory,
+    examples: list[dict[str, Any]],
+    extractor: Extractor,
+    backend: backends.Backend,
+) -> Any:
+    """A store holding every example, written once per session through the store's write path."""
+    folder = tmp_path_factory.mktemp("examples")
+    return asyncio.run(backend.template(folder, [r for r in examples if r.get("id")], extractor))
 
 
-async def _client(path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    # synchronous=OFF only skips fsync (tests need no durability); every other setting is the server's
-    app = create_app(Settings(store=f"sqlite:///{path}"), store=SqliteStore(str(path), synchronous="OFF"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE, headers={"Accept": FHIR_JSON}) as c:
-            yield c
+async def _client(backend: backends.Backend, url: str) -> AsyncIterator[httpx.AsyncClient]:
+    store = backend.fast_store(url) if isinstance(backend, backends.SqliteBackend) else backend.store(url)
+    app = create_app(Settings(store=url), store=store)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url=BASE, headers={"Accept": FHIR_JSON}
+            ) as c:
+                yield c
+    finally:
+        await backend.discard(url)
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app on an empty database file (search tests seed their own resources)."""
-    async for c in _client(tmp_path / "search.db"):
+async def client(tmp_path: Path, backend: backends.Backend) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app on an empty store (search tests seed their own resources)."""
+    async for c in _client(backend, backend.url(tmp_path, "search.db")):
         yield c
 
 
 @pytest.fixture
-async def examples_client(examples_db: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app over a private copy of the examples database."""
-    path = tmp_path / "examples.db"
-    shutil.copyfile(examples_db, path)
-    async for c in _client(path):
+async def examples_client(
+    examples_template: Any, tmp_path: Path, backend: backends.Backend
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over a private copy of the examples store."""
+    async for c in _client(backend, await backend.from_template(examples_template, tmp_path, "examples.db")):
         yield c
 
 

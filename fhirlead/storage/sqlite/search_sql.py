@@ -203,10 +203,10 @@ class Compiler:
             joined = self._composite(p, types)
             return Sql(f"EXISTS (SELECT 1 {joined.text} AND {joined.first}.pk = {r}.pk)", joined.params)
         if isinstance(p, Chain):
-            source = self._chain_refs(p, types)
+            source = self._chain_refs(p, types, check=True)
             return Sql(f"EXISTS (SELECT 1 {source.text} AND {source.first}.pk = {r}.pk)", source.params)
         if isinstance(p, Has | InList):
-            refs = self._has_refs(p) if isinstance(p, Has) else self._list_refs(p)
+            refs = self._has_refs(p, check=True) if isinstance(p, Has) else self._list_refs(p)
             a = refs.first
             return Sql(
                 f"EXISTS (SELECT 1 FROM idx_reference {a} WHERE {refs.text} AND {a}.id = {r}.id "
@@ -300,27 +300,34 @@ class Compiler:
             " ".join(joins) + f" WHERE {first}.rep > 0 AND {where.text}", [*params, *where.params], first
         )
 
-    def _chain_refs(self, p: Chain, types: Sequence[str]) -> _Joined:
+    def _chain_refs(self, p: Chain, types: Sequence[str], check: bool = False) -> _Joined:
         """References in `p.key` to target resources matching the chained clauses (one join, so the
-        target match list is computed once and each reference is found through (sp, id, type))."""
+        target match list is computed once and each reference is found through (sp, id, type)).
+
+        `check`: the fragment tests one source resource (correlated on the reference's pk). The
+        target list is then only a membership test ("+" keeps SQLite from using `IN` as an equality
+        constraint on the (type, id, pk) index, which would seek once per listed target, per row)."""
         a, t = self.alias("x"), self.alias("t")
         targets = self.match(p.types, p.where)
         sp = self.sp(f"{a}.sp", types, p.key)
         local = self.local(a)
+        member = f"+{t}.pk" if check else f"{t}.pk"
         text = (
             f"FROM resources {t} JOIN idx_reference {a} ON {a}.id = {t}.id AND {a}.type = {t}.type "
-            f"WHERE {t}.pk IN ({targets.text}) AND {sp.text} AND {local.text}"
+            f"WHERE {member} IN ({targets.text}) AND {sp.text} AND {local.text}"
         )
         return _Joined(text, [*targets.params, *sp.params, *local.params], a)
 
-    def _has_refs(self, p: Has) -> _Joined:
+    def _has_refs(self, p: Has, check: bool = False) -> _Joined:
         """Conditions on reference rows (`first` alias, no FROM): via `p.key` from `p.type` resources
-        matching `p.where`."""
+        matching `p.where`. `check`: the rows are found by (sp, id, type) of one target, and the source
+        list is only a membership test (see `_chain_refs`)."""
         a = self.alias("h")
         sources = self.match((p.type,), p.where)
         local = self.local(a)
+        member = f"+{a}.pk" if check else f"{a}.pk"
         return _Joined(
-            f"{a}.sp = ? AND {a}.pk IN ({sources.text}) AND {local.text}",
+            f"{a}.sp = ? AND {member} IN ({sources.text}) AND {local.text}",
             [param_id(p.type, p.key), *sources.params, *local.params],
             a,
         )

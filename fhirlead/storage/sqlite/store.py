@@ -93,6 +93,17 @@ class SqliteStore:
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._on_reader(lambda conn: search.execute(conn, query))
 
+    async def all_versions(self, batch: int = 1000) -> AsyncIterator[ResourceVersion]:
+        """Every version in write order, read in batches (for `fhirlead copy`)."""
+        after = 0
+        while True:
+            found = await self._on_reader(lambda conn, after=after: _versions_after(conn, after, batch))
+            if not found:
+                return
+            for row in found:
+                yield rows.to_version(row[:6])
+            after = found[-1][6]
+
     # -- writes -------------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -148,6 +159,9 @@ class SqliteUnitOfWork:
             lambda conn: _write(conn, type_, id_, resource, entries, method, expected_version)
         )
 
+    async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
+        await self._call(lambda conn: _write_version(conn, version, entries))
+
 
 def _rollback_if_open(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
@@ -201,6 +215,43 @@ def _write(
     if body is not None and entries is not None:
         index.replace(conn, pk, type_, entries)
     return ResourceVersion(type_, id_, version, last_updated, method, body)
+
+
+def _versions_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
+    return conn.execute(
+        "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.body, v.seq "
+        "FROM versions v JOIN resources r ON r.pk = v.pk WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
+        (after, limit),
+    ).fetchall()
+
+
+def _write_version(conn: sqlite3.Connection, version: ResourceVersion, entries: IndexEntries | None) -> None:
+    """Store a version exactly as given (see UnitOfWork.write_version)."""
+    current = conn.execute(
+        "SELECT pk, version FROM resources WHERE type = ? AND id = ?", (version.type, version.id)
+    ).fetchone()
+    if current is not None and current[1] >= version.version:
+        raise VersionConflict(version.reference, version.version - 1, current[1])
+    updated_us = clock.micros(clock.parse_instant(version.last_updated))
+    if current is None:
+        pk = conn.execute(
+            "INSERT INTO resources (type, id, version, updated_us, deleted, seq) VALUES (?, ?, 0, 0, 0, 0)",
+            (version.type, version.id),
+        ).lastrowid
+    else:
+        pk = current[0]
+        index.remove(conn, pk)
+    seq = conn.execute(
+        "INSERT INTO versions (pk, type, version, last_updated, updated_us, method, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (pk, version.type, version.version, version.last_updated, updated_us, version.method, version.body),
+    ).lastrowid
+    conn.execute(
+        "UPDATE resources SET version = ?, updated_us = ?, deleted = ?, seq = ? WHERE pk = ?",
+        (version.version, updated_us, int(version.body is None), seq, pk),
+    )
+    if version.body is not None and entries is not None:
+        index.replace(conn, pk, version.type, entries)
 
 
 def _history(

@@ -1,0 +1,99 @@
+"""The few collection calls the MongoDB backend makes, bound to one database and (optionally) one
+client session, so reads inside a unit of work see its own writes and nothing else changes shape.
+
+Only this module and `store` touch the driver's API: the calls used are `find` (with sort, limit and
+projection), `find_one`, `count_documents`, `insert_one`, `insert_many`, `update_one`, `delete_many`
+and `find_one_and_update` — a surface a test stand-in can provide exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhirlead.storage.mongo import documents
+from fhirlead.storage.mongo.schema import BODIES, COUNTERS, HISTORY, RESOURCES, SEARCH_INDEX
+from fhirlead.storage.port import ResourceVersion
+
+IN_CHUNK = 5000  # values per `$in` list: keeps every query document far below 16 MB
+
+
+@dataclass
+class Access:
+    db: Any
+    session: Any = None
+
+    @property
+    def resources(self) -> Any:
+        return self.db[RESOURCES]
+
+    @property
+    def history(self) -> Any:
+        return self.db[HISTORY]
+
+    @property
+    def search_index(self) -> Any:
+        return self.db[SEARCH_INDEX]
+
+    @property
+    def counters(self) -> Any:
+        return self.db[COUNTERS]
+
+    @property
+    def bodies(self) -> Any:
+        return self.db[BODIES]
+
+    async def versions(self, docs: list[dict[str, Any]]) -> list[ResourceVersion]:
+        """`resources`/`history` documents as versions, fetching the bodies stored out of line."""
+        outside = [doc["body_seq"] for doc in docs if doc.get("body_seq") is not None]
+        bodies: dict[int, list[bytes]] = {}
+        if outside:
+            for chunk in await self.find(self.bodies, {"seq": {"$in": outside}}, None, [("seq", 1), ("n", 1)]):
+                bodies.setdefault(chunk["seq"], []).append(bytes(chunk["data"]))
+        return [
+            documents.to_version(doc, b"".join(bodies[doc["body_seq"]]) if doc.get("body_seq") is not None else None)
+            for doc in docs
+        ]
+
+    async def find(
+        self,
+        collection: Any,
+        filter_: dict[str, Any],
+        projection: dict[str, Any] | None = None,
+        sort: list[tuple[str, int]] | None = None,
+        limit: int = 0,
+    ) -> list[dict[str, Any]]:
+        cursor = collection.find(filter_, projection, session=self.session)
+        if sort:
+            cursor = cursor.sort(sort)
+        if limit:
+            cursor = cursor.limit(limit)
+        return await cursor.to_list(None)
+
+    async def iterate(
+        self, collection: Any, filter_: dict[str, Any], sort: list[tuple[str, int]], batch: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        cursor = collection.find(filter_, session=self.session).sort(sort).batch_size(batch)
+        async for doc in cursor:
+            yield doc
+
+    async def find_in(
+        self,
+        collection: Any,
+        field: str,
+        values: Sequence[Any],
+        filter_: dict[str, Any] | None = None,
+        projection: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Documents whose `field` is one of `values` (and matching `filter_`), queried in chunks."""
+        found: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), IN_CHUNK):
+            chunk = {field: {"$in": unique[start : start + IN_CHUNK]}}
+            query = {"$and": [filter_, chunk]} if filter_ and field in filter_ else {**(filter_ or {}), **chunk}
+            found += await self.find(collection, query, projection)
+        return found
+
+    async def count(self, collection: Any, filter_: dict[str, Any]) -> int:
+        return await collection.count_documents(filter_, session=self.session)

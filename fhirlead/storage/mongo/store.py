@@ -1,0 +1,303 @@
+"""MongoStore: the storage port on MongoDB through PyMongo's async API (`AsyncMongoClient`).
+
+Writes happen only inside a unit of work, which is one client session with one multi-document
+transaction: all of its writes commit together or none do. MongoDB runs transactions only on a
+replica set or a sharded cluster, so a unit of work on a standalone server is refused with a clear
+StoreError before anything is written. Units of work of one process run one at a time (as on SQLite),
+which gives the same version numbering and If-Match outcomes under parallel requests; writers in other
+processes are still safe: every update is conditional on the version it read, and a lost race is a
+VersionConflict.
+
+The global write sequence (`seq`: history order, and each resource's creation-order `pk`) comes from a
+counter incremented outside the transaction, so concurrent transactions do not all conflict on one
+counter document; a rolled-back unit of work leaves an unused number, which orders nothing wrongly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from fhirlead import clock
+from fhirlead.storage.mongo import documents, schema
+from fhirlead.storage.mongo.access import Access
+from fhirlead.storage.mongo.search import Searcher
+from fhirlead.storage.port import HistoryPage, ResourceVersion, SearchPage, StoreError, VersionConflict
+
+if TYPE_CHECKING:
+    from fhirlead.search.entries import IndexEntries
+    from fhirlead.search.query import SearchQuery
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "fhirlead"
+REPLICA_SET_REQUIRED = (
+    "MongoDB store: transactions need a replica set or a sharded cluster, and this server is a "
+    "standalone mongod. Start mongod with --replSet rs0, run rs.initiate() once, and add "
+    "?replicaSet=rs0 to the store URL (docker/compose.yml does this). Nothing was written."
+)
+
+
+class MongoStore:
+    """Versioned FHIR resources in one MongoDB database (`mongodb://host/dbname`, default `fhirlead`).
+
+    `client` lets tests hand in a client-like object (a stand-in); `transactions` overrides the
+    topology check for MongoDB-compatible servers that run transactions without reporting a replica
+    set (None = decide from the server's `hello`).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        database: str | None = None,
+        transactions: bool | None = None,
+    ) -> None:
+        if url is None and client is None:
+            raise ValueError("MongoStore needs a URL or a client")
+        self.url = url
+        self._client = client
+        self._owns_client = client is None
+        self._database_name = database
+        self._transactions = transactions
+        self._db: Any = None
+        self._write_lock = asyncio.Lock()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._client is None:
+            from pymongo import AsyncMongoClient
+
+            self._client = AsyncMongoClient(self.url)
+        if self._database_name is None:
+            self._database_name = _database_from(self._client)
+        self._db = self._client[self._database_name]
+        await schema.create_indexes(self._db)
+        if self._transactions is None:
+            self._transactions = await _supports_transactions(self._client)
+            if not self._transactions:
+                log.warning(REPLICA_SET_REQUIRED.replace(" Nothing was written.", ""))
+
+    async def close(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.close()
+            self._client = None
+        self._db = None
+
+    def _access(self, session: Any = None) -> Access:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return Access(self._db, session)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None:
+        return await _read(self._access(), type_, id_)
+
+    async def vread(self, type_: str, id_: str, version: int) -> ResourceVersion | None:
+        access = self._access()
+        doc = await access.history.find_one({"type": type_, "id": id_, "version": version})
+        return None if doc is None else (await access.versions([doc]))[0]
+
+    async def history(
+        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None
+    ) -> HistoryPage:
+        access = self._access()
+        filter_: dict[str, Any] = {}
+        if type_ is not None:
+            filter_["type"] = type_
+            if id_ is not None:
+                filter_["id"] = id_
+        if since_us is not None:
+            filter_["updated_us"] = {"$gte": since_us}
+        if cursor is not None:
+            filter_["seq"] = {"$lt": int(cursor)}
+        found = await access.find(access.history, filter_, None, [("seq", -1)], count + 1)
+        page = found[:count]
+        next_cursor = str(page[-1]["seq"]) if page and len(found) > count else None
+        return HistoryPage(await access.versions(page), next_cursor)
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await Searcher(self._access(), query.base_url).execute(query)
+
+    async def all_versions(self, batch: int = 1000) -> AsyncIterator[ResourceVersion]:
+        """Every version of every resource in write order (for `fhirlead copy`)."""
+        access = self._access()
+        async for doc in access.iterate(access.history, {}, [("seq", 1)], batch):
+            yield (await access.versions([doc]))[0]
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[MongoUnitOfWork]:
+        if not self._transactions:
+            raise StoreError(REPLICA_SET_REQUIRED)
+        async with self._write_lock:
+            session = self._client.start_session()
+            try:
+                await session.start_transaction()
+                work = MongoUnitOfWork(self, self._access(session))
+                try:
+                    yield work
+                except BaseException:
+                    await asyncio.shield(_abort(session))
+                    raise
+                await asyncio.shield(_commit(session))
+            finally:
+                await session.end_session()
+
+    async def _next_seq(self) -> int:
+        """The next number of the global write sequence (outside any transaction; see module doc)."""
+        doc = await self._access().counters.find_one_and_update(
+            {"_id": "seq"}, {"$inc": {"value": 1}}, upsert=True, return_document=True
+        )
+        return int(doc["value"])
+
+
+class MongoUnitOfWork:
+    """Reads and writes through one session, inside its transaction."""
+
+    def __init__(self, store: MongoStore, access: Access) -> None:
+        self._store = store
+        self._access = access
+
+    async def read(self, type_: str, id_: str) -> ResourceVersion | None:
+        return await _read(self._access, type_, id_)
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await Searcher(self._access, query.base_url).execute(query)
+
+    async def write(
+        self,
+        type_: str,
+        id_: str,
+        resource: dict[str, Any] | None,
+        entries: IndexEntries | None,
+        method: str,
+        expected_version: int | None = None,
+    ) -> ResourceVersion:
+        current = await self._current(type_, id_)
+        if expected_version is not None:
+            live_version = 0 if current is None or current["deleted"] else current["version"]
+            if live_version != expected_version:
+                raise VersionConflict(f"{type_}/{id_}", expected_version, live_version or None)
+        version = 1 if current is None else current["version"] + 1
+        moment = clock.now()
+        last_updated = clock.instant(moment)
+        if resource is not None:
+            resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
+        stored = ResourceVersion(type_, id_, version, last_updated, method, documents.body_of(resource))
+        await self._store_version(stored, resource, clock.micros(moment), entries, current)
+        return stored
+
+    async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
+        """Store `version` exactly as given (number, time, body): how `fhirlead copy` moves history."""
+        current = await self._current(version.type, version.id)
+        if current is not None and current["version"] >= version.version:
+            raise VersionConflict(version.reference, version.version - 1, current["version"])
+        resource = None if version.body is None else orjson.loads(version.body)
+        updated_us = clock.micros(clock.parse_instant(version.last_updated))
+        await self._store_version(version, resource, updated_us, entries, current)
+
+    async def _current(self, type_: str, id_: str) -> dict[str, Any] | None:
+        return await self._access.resources.find_one(
+            {"_id": documents.resource_key(type_, id_)},
+            {"version": 1, "deleted": 1, "pk": 1},
+            session=self._access.session,
+        )
+
+    async def _store_version(
+        self,
+        stored: ResourceVersion,
+        resource: dict[str, Any] | None,
+        updated_us: int,
+        entries: IndexEntries | None,
+        current: dict[str, Any] | None,
+    ) -> None:
+        access, session = self._access, self._access.session
+        seq = await self._store._next_seq()
+        key = documents.resource_key(stored.type, stored.id)
+        live = resource is not None
+        body_seq = None
+        if stored.body is not None and len(stored.body) > documents.INLINE_LIMIT:
+            body_seq, resource = seq, None
+            await access.bodies.insert_many(documents.body_chunks(seq, stored.body), session=session)
+        state = {
+            "type": stored.type,
+            "id": stored.id,
+            "version": stored.version,
+            "lastUpdated": stored.last_updated,
+            "updated_us": updated_us,
+            "method": stored.method,
+            "deleted": not live,
+            "seq": seq,
+            "resource": resource,
+            "body_seq": body_seq,
+            "sort": documents.sort_values(entries) if live and entries is not None else {},
+        }
+        if current is None:
+            pk = seq
+            await access.resources.insert_one({"_id": key, "pk": pk, **state}, session=session)
+        else:
+            pk = current["pk"]
+            result = await access.resources.update_one(
+                {"_id": key, "version": current["version"]}, {"$set": state}, session=session
+            )
+            if result.matched_count != 1:  # another process wrote it since we read it
+                raise VersionConflict(key, current["version"], None)
+            await access.search_index.delete_many({"pk": pk}, session=session)
+        await access.history.insert_one(
+            {
+                "seq": seq,
+                "type": stored.type,
+                "id": stored.id,
+                "version": stored.version,
+                "lastUpdated": stored.last_updated,
+                "updated_us": updated_us,
+                "method": stored.method,
+                "resource": resource,
+                "body_seq": body_seq,
+            },
+            session=session,
+        )
+        if live and entries is not None:
+            docs = documents.index_documents(pk, stored.type, entries)
+            if docs:
+                await access.search_index.insert_many(docs, session=session)
+
+
+async def _read(access: Access, type_: str, id_: str) -> ResourceVersion | None:
+    doc = await access.resources.find_one(
+        {"_id": documents.resource_key(type_, id_)}, {"sort": 0}, session=access.session
+    )
+    return None if doc is None else (await access.versions([doc]))[0]
+
+
+async def _commit(session: Any) -> None:
+    await session.commit_transaction()
+
+
+async def _abort(session: Any) -> None:
+    if session.in_transaction:
+        await session.abort_transaction()
+
+
+def _database_from(client: Any) -> str:
+    """The database named in the URL's path, or `fhirlead`."""
+    try:
+        return client.get_default_database(DEFAULT_DATABASE).name
+    except Exception:  # a client without a default-database notion (test stand-ins)
+        return DEFAULT_DATABASE
+
+
+async def _supports_transactions(client: Any) -> bool:
+    """Replica-set members and mongos routers run transactions; a standalone mongod does not."""
+    hello = await client.admin.command("hello")
+    return bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
