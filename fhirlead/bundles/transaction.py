@@ -21,12 +21,13 @@ from fhirlead.errors import FhirError, Issue
 from fhirlead.interaction import conditions
 from fhirlead.interaction.create import create, new_id
 from fhirlead.interaction.delete import conditional_delete, delete
+from fhirlead.interaction.incoming import prepare
 from fhirlead.interaction.outcome import Outcome
 from fhirlead.interaction.patch import patch
 from fhirlead.interaction.preconditions import expected_version
 from fhirlead.interaction.update import update
 from fhirlead.search import conditional
-from fhirlead.storage.port import UnitOfWork
+from fhirlead.storage.port import NewResource, UnitOfWork, VersionConflict
 
 if TYPE_CHECKING:
     from fhirlead.server import Server
@@ -74,8 +75,8 @@ async def write(
     changes = [entry for entry in writes if entry.method != "DELETE"]
     await writer.plan(changes)
     await writer.resolve_references(changes)
-    for phase in ("POST", "PUT"):
-        answers.update(await writer.write_all([entry for entry in changes if ORDER[entry.method] == ORDER[phase]]))
+    answers.update(await writer.create_all([entry for entry in changes if entry.method == "POST"]))
+    answers.update(await writer.write_all([entry for entry in changes if entry.method != "POST"]))
     return answers
 
 
@@ -151,6 +152,31 @@ class TransactionWriter:
         if entry.method == "PATCH":
             raise FhirError(404, [Issue("not-found", f"No {entry.type_} matched '{entry.url}'")])
         return Target((entry.resource or {}).get("id") or new_id())
+
+    async def create_all(self, entries: list[Entry]) -> dict[int, bytes]:
+        """The POST phase: every entry validated and indexed, then all created in one store call."""
+        answers: dict[int, bytes] = {}
+        creates: list[tuple[Entry, NewResource]] = []
+        for entry in entries:
+            target = self.targets[entry.index]
+            if target.existing is not None:  # ifNoneExist matched: nothing to write
+                answers[entry.index] = response.write_entry(target.existing, self.base_url, self.preference)
+                continue
+            resource = entry.resource or {}
+            resource["id"] = target.id_
+            try:
+                entries_of_resource = prepare(self.server, resource, entry.type_)
+            except FhirError as error:
+                raise located(entry, error) from None
+            creates.append((entry, (entry.type_, target.id_, resource, entries_of_resource)))
+        try:
+            versions = await self.uow.create_many([item for _, item in creates], "POST")
+        except VersionConflict as error:
+            raise FhirError(409, [Issue("conflict", f"{error.reference} already exists")]) from None
+        for (entry, _), version in zip(creates, versions, strict=True):
+            answers[entry.index] = response.write_entry(Outcome(201, version, created=True), self.base_url,
+                                                        self.preference)
+        return answers
 
     async def write_all(self, entries: list[Entry]) -> dict[int, bytes]:
         """Write entries of one phase, pipelined: while the store writes one entry, the next is

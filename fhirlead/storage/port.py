@@ -77,6 +77,9 @@ class VersionConflict(StoreError):
         self.reference, self.expected, self.current = reference, expected, current
 
 
+NewResource = tuple[str, str, dict[str, Any], "IndexEntries"]  # type, id, resource, index entries
+
+
 class UnitOfWork(Protocol):
     """Reads and writes that commit together. Reads see the unit's own earlier writes."""
 
@@ -100,6 +103,11 @@ class UnitOfWork(Protocol):
         write: the current version must equal it (0 = the resource must not exist or be deleted), or
         VersionConflict is raised.
         """
+        ...
+
+    async def create_many(self, items: list[NewResource], method: str) -> list[ResourceVersion]:
+        """`write(type, id, resource, entries, method, expected_version=0)` for each item, in order, in
+        one call: bulk ingest saves a round trip to the store per resource."""
         ...
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:

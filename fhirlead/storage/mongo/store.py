@@ -27,7 +27,7 @@ from fhirlead import clock
 from fhirlead.storage.mongo import documents, schema
 from fhirlead.storage.mongo.access import Access
 from fhirlead.storage.mongo.search import Searcher
-from fhirlead.storage.port import HistoryPage, ResourceVersion, SearchPage, StoreError, VersionConflict
+from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, StoreError, VersionConflict
 
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
@@ -196,6 +196,10 @@ class MongoUnitOfWork:
         stored = ResourceVersion(type_, id_, version, last_updated, method, documents.body_of(resource))
         await self._store_version(stored, resource, clock.micros(moment), entries, current)
         return stored
+
+    async def create_many(self, items: list[NewResource], method: str) -> list[ResourceVersion]:
+        """One write after another: inside a session there is no round trip to save by batching."""
+        return [await self.write(type_, id_, resource, entries, method, 0) for type_, id_, resource, entries in items]
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
         """Store `version` exactly as given (number, time, body): how `fhirlead copy` moves history."""

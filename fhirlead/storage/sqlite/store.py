@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from fhirlead import clock
-from fhirlead.storage.port import HistoryPage, ResourceVersion, SearchPage, VersionConflict
+from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
 from fhirlead.storage.sqlite import index, rows, schema, search
 
 if TYPE_CHECKING:
@@ -157,6 +157,11 @@ class SqliteUnitOfWork:
     ) -> ResourceVersion:
         return await self._call(
             lambda conn: _write(conn, type_, id_, resource, entries, method, expected_version)
+        )
+
+    async def create_many(self, items: list[NewResource], method: str) -> list[ResourceVersion]:
+        return await self._call(
+            lambda conn: [_write(conn, type_, id_, body, entries, method, 0) for type_, id_, body, entries in items]
         )
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
