@@ -200,26 +200,33 @@ def _write(
             "lastUpdated": last_updated,
         }
         body = orjson.dumps(resource)
-    if current is None:
+    stored = ResourceVersion(type_, id_, version, last_updated, method, body)
+    _store(conn, None if current is None else current[0], stored, updated_us, entries)
+    return stored
+
+
+def _store(
+    conn: sqlite3.Connection, pk: int | None, version: ResourceVersion, updated_us: int, entries: IndexEntries | None
+) -> None:
+    """Record `version` as its resource's current one (pk None: a new resource) with its index rows."""
+    if pk is None:
         pk = conn.execute(
             "INSERT INTO resources (type, id, version, updated_us, deleted, seq) VALUES (?, ?, 0, 0, 0, 0)",
-            (type_, id_),
+            (version.type, version.id),
         ).lastrowid
     else:
-        pk = current[0]
         index.remove(conn, pk)
     seq = conn.execute(
         "INSERT INTO versions (pk, type, version, last_updated, updated_us, method, body) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (pk, type_, version, last_updated, updated_us, method, body),
+        (pk, version.type, version.version, version.last_updated, updated_us, version.method, version.body),
     ).lastrowid
     conn.execute(
         "UPDATE resources SET version = ?, updated_us = ?, deleted = ?, seq = ? WHERE pk = ?",
-        (version, updated_us, int(body is None), seq, pk),
+        (version.version, updated_us, int(version.body is None), seq, pk),
     )
-    if body is not None and entries is not None:
-        index.replace(conn, pk, type_, entries)
-    return ResourceVersion(type_, id_, version, last_updated, method, body)
+    if version.body is not None and entries is not None:
+        index.replace(conn, pk, version.type, entries)
 
 
 def _versions_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
@@ -238,25 +245,7 @@ def _write_version(conn: sqlite3.Connection, version: ResourceVersion, entries: 
     if current is not None and current[1] >= version.version:
         raise VersionConflict(version.reference, version.version - 1, current[1])
     updated_us = clock.micros(clock.parse_instant(version.last_updated))
-    if current is None:
-        pk = conn.execute(
-            "INSERT INTO resources (type, id, version, updated_us, deleted, seq) VALUES (?, ?, 0, 0, 0, 0)",
-            (version.type, version.id),
-        ).lastrowid
-    else:
-        pk = current[0]
-        index.remove(conn, pk)
-    seq = conn.execute(
-        "INSERT INTO versions (pk, type, version, last_updated, updated_us, method, body) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (pk, version.type, version.version, version.last_updated, updated_us, version.method, version.body),
-    ).lastrowid
-    conn.execute(
-        "UPDATE resources SET version = ?, updated_us = ?, deleted = ?, seq = ? WHERE pk = ?",
-        (version.version, updated_us, int(version.body is None), seq, pk),
-    )
-    if version.body is not None and entries is not None:
-        index.replace(conn, pk, version.type, entries)
+    _store(conn, None if current is None else current[0], version, updated_us, entries)
 
 
 def _history(
