@@ -99,6 +99,11 @@ def rows(pk: int, type_: str, entries: IndexEntries) -> dict[str, list[tuple]]:
 
 def replace(conn: sqlite3.Connection, pk: int, type_: str, entries: IndexEntries) -> None:
     """Insert the index rows of the new current version of resource `pk` (after `remove`)."""
-    for kind, values in rows(pk, type_, entries).items():
+    insert(conn, rows(pk, type_, entries))
+
+
+def insert(conn: sqlite3.Connection, rows_by_kind: dict[str, list[tuple]]) -> None:
+    """Insert index rows, one statement per table."""
+    for kind, values in rows_by_kind.items():
         if values:
             conn.executemany(_INSERTS[kind], values)
