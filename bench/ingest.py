@@ -1,7 +1,7 @@
 """Ingest throughput into the embedded store: transaction Bundles over HTTP, and `fhirlead load`.
 
     .venv/bin/pip install carebundle            # the data generator (bench only, not a dependency)
-    .venv/bin/python bench/ingest.py [--resources 100000] [--distinct 200] [--store-dir bench/results]
+    .venv/bin/python bench/ingest.py [--resources 100000] [--distinct 200] [--store-dir bench/results] [--concurrency 4]
 
 Data: `--distinct` patients from carebundle (clinically coherent synthetic US Core R4 transaction
 Bundles, all five of its profiles, seeded), each Bundle repeated with fresh `urn:uuid` fullUrls until
@@ -12,6 +12,8 @@ work per Bundle with a durable commit (synchronous=FULL, the server's setting).
 Scenarios, each on a fresh SQLite file:
 - `http`: every Bundle POSTed to the real app (httpx ASGI transport, in process: the HTTP stack
   without the network), one after another;
+- `http-cN`: the same from N clients at once (`--concurrency`, default 4), as an EHR pushing in
+  parallel does: concurrent transactions share commits (group commit);
 - `load`: `fhirlead load DIR` in a subprocess, as a user runs it.
 """
 
@@ -77,7 +79,8 @@ def data_set(resources: int, distinct: int, folder: Path) -> list[Path]:
     return paths
 
 
-async def over_http(paths: list[Path], db: Path) -> tuple[int, float]:
+async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int, float]:
+    """POST every Bundle but the first (a warm-up) from `concurrency` clients at once."""
     app = create_app(Settings(store=f"sqlite:///{db}"))
     bodies = [path.read_bytes() for path in paths]
     transport = httpx.ASGITransport(app=app)
@@ -85,12 +88,19 @@ async def over_http(paths: list[Path], db: Path) -> tuple[int, float]:
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         warm = await client.post("", content=bodies[0], headers=headers)
         assert warm.status_code == 200, warm.text[:500]
-        resources, started = 0, time.perf_counter()
-        for body in bodies[1:]:
-            response = await client.post("", content=body, headers=headers)
-            if response.status_code != 200:
-                raise SystemExit(f"transaction failed: {response.text[:500]}")
-            resources += len(response.json()["entry"])
+        queue = iter(bodies[1:])
+        resources = 0
+
+        async def client_loop() -> None:
+            nonlocal resources
+            for body in queue:
+                response = await client.post("", content=body, headers=headers)
+                if response.status_code != 200:
+                    raise SystemExit(f"transaction failed: {response.text[:500]}")
+                resources += len(response.json()["entry"])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         return resources, time.perf_counter() - started
 
 
@@ -112,22 +122,23 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=100_000)
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--store-dir", type=Path, default=Path("bench/results"))
+    parser.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent HTTP scenario")
     args = parser.parse_args()
     folder = args.store_dir / "ingest-bundles"
     paths = data_set(args.resources, args.distinct, folder)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {len(paths)} Bundles")
-    for scenario in ("http", "load"):
+    for scenario in ("http", f"http-c{args.concurrency}", "load"):
         db = args.store_dir / f"ingest-{scenario}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        if scenario == "http":
-            resources, elapsed = asyncio.run(over_http(paths, db))
-            print(f"http: {resources:,} resources in {elapsed:.1f} s = {resources / elapsed:,.0f} resources/s "
+        if scenario.startswith("http"):
+            concurrency = 1 if scenario == "http" else args.concurrency
+            resources, elapsed = asyncio.run(over_http(paths, db, concurrency))
+            print(f"{scenario}: {resources:,} resources in {elapsed:.1f} s = {resources / elapsed:,.0f} resources/s "
                   f"({elapsed / (len(paths) - 1) * 1000:.1f} ms per Bundle of ~{resources // (len(paths) - 1)})")
         else:
             summary, elapsed = with_load(folder, db)
             print(f"load: {summary} (process wall time {elapsed:.1f} s, including start-up)")
-
 
 if __name__ == "__main__":
     main()

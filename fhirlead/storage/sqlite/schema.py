@@ -52,6 +52,10 @@ def connect(path: str, *, synchronous: str, read_only: bool) -> sqlite3.Connecti
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA mmap_size=1073741824")
+    # Checkpoint the WAL every ~40 MB instead of SQLite's ~4 MB: a Bundle of 50 resources dirties a few
+    # hundred index pages, and copying them into the database (and fsyncing it) ten times less often
+    # halved commit time in bench/ingest.py. The WAL file stays at most about that size.
+    conn.execute("PRAGMA wal_autocheckpoint=10000")
     if read_only:
         conn.execute("PRAGMA query_only=ON")
     return conn

@@ -41,6 +41,8 @@ class SqliteStore:
         self._writer: ThreadPoolExecutor | None = None
         self._reader_pool: ThreadPoolExecutor | None = None
         self._write_lock = asyncio.Lock()
+        self._group: asyncio.Future[None] | None = None  # units done but not yet committed (see unit_of_work)
+        self._committing: set[asyncio.Task[None]] = set()
         self._connections: list[sqlite3.Connection] = []
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -53,6 +55,7 @@ class SqliteStore:
         await self._on_writer(schema.migrate)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._committing, return_exceptions=True)
         for pool in (self._writer, self._reader_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -108,20 +111,45 @@ class SqliteStore:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[SqliteUnitOfWork]:
+        """One unit of work at a time on the writer. Group commit: the first unit that writes opens a
+        transaction and, when it ends, leaves it open for the units already waiting for the writer;
+        each of those runs in it as a SAVEPOINT (a failure undoes only its own writes). Then one
+        COMMIT — one fsync — ends them all, and no unit returns before that COMMIT. Alone, a unit
+        commits at once, as before; under concurrent writes the disk flushes once per group."""
         async with self._write_lock:
+            group = self._group  # an open group this unit joins, or None: it leads a new one
             work = SqliteUnitOfWork(self)
             try:
                 yield work
+                if work.begun:
+                    await asyncio.shield(self._on_writer(_release_unit))
             except BaseException:
                 if work.begun:
-                    await asyncio.shield(self._on_writer(lambda conn: conn.execute("ROLLBACK")))
+                    await asyncio.shield(self._on_writer(_rollback_if_open if group is None else _undo_unit))
                 raise
-            if work.begun:
-                try:
-                    await asyncio.shield(self._on_writer(lambda conn: conn.execute("COMMIT")))
-                except BaseException:
-                    await asyncio.shield(self._on_writer(_rollback_if_open))
-                    raise
+            if work.begun and group is None:
+                group = self._group = asyncio.get_running_loop().create_future()
+                commit = asyncio.create_task(self._commit_group(group))
+                self._committing.add(commit)
+                commit.add_done_callback(self._committing.discard)
+        if group is not None:
+            await asyncio.shield(group)
+
+    async def _commit_group(self, group: asyncio.Future[None]) -> None:
+        """COMMIT the open transaction once the writer is free again, that is after every unit that
+        was waiting for it when the group's first unit ended (the lock is first come, first served)."""
+        async with self._write_lock:
+            self._group = None
+            try:
+                await asyncio.shield(self._on_writer(lambda conn: conn.execute("COMMIT")))
+            except Exception as error:
+                await asyncio.shield(self._on_writer(_rollback_if_open))
+                group.set_exception(error)
+            else:
+                group.set_result(None)
+            finally:
+                if not group.done():
+                    group.cancel()
 
 
 class SqliteUnitOfWork:
@@ -134,7 +162,9 @@ class SqliteUnitOfWork:
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def in_transaction(conn: sqlite3.Connection) -> T:
             if not self.begun:
-                conn.execute("BEGIN IMMEDIATE")
+                if not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SAVEPOINT unit")
                 self.begun = True
             return work(conn)
 
@@ -169,6 +199,18 @@ class SqliteUnitOfWork:
 def _rollback_if_open(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+def _release_unit(conn: sqlite3.Connection) -> None:
+    conn.execute("RELEASE unit")
+
+
+def _undo_unit(conn: sqlite3.Connection) -> None:
+    """Undo one unit's writes and keep the group's. If SQLite has already rolled the whole
+    transaction back (some errors do), there is nothing left to undo and the group's COMMIT fails."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK TO unit")
+        conn.execute("RELEASE unit")
 
 
 def _write(
