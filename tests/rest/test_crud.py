@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import uuid
 
 import httpx
 
@@ -22,6 +24,16 @@ async def test_create_answers_201_with_location_etag_and_the_stored_resource(cli
     assert response.headers["etag"] == 'W/"1"'
     assert response.headers["last-modified"].endswith(" GMT")
     assert response.headers["content-type"].startswith(FHIR_JSON)
+
+
+async def test_server_ids_are_time_ordered_uuids(client: httpx.AsyncClient) -> None:
+    """Version 7 UUIDs (RFC 9562): ids of resources created later sort later (index locality)."""
+    ids = []
+    for _ in range(3):
+        ids.append((await create(client, patient())).json()["id"])
+        await asyncio.sleep(0.002)
+    assert all(uuid.UUID(id_).version == 7 and str(uuid.UUID(id_)) == id_ for id_ in ids)
+    assert ids == sorted(ids) and len(set(ids)) == 3
 
 
 async def test_read_returns_what_was_created(client: httpx.AsyncClient) -> None:
