@@ -56,6 +56,12 @@ class ParamPlan:
     key: str
     branches: tuple[Branch, ...]
     components: tuple[tuple[ComponentPlan, ...], ...] = ()  # composite: per base branch, its components
+    fields: frozenset[str] | None = None  # elements every branch starts from (None: unknown), see extract()
+
+
+def _first_fields(branches: tuple[Branch, ...]) -> frozenset[str] | None:
+    fields = [branch.accessor.first_field if branch.compiled else None for branch in branches]
+    return None if None in fields else frozenset(fields)  # type: ignore[arg-type]
 
 
 def _fallback(expression: str) -> Evaluate:
@@ -89,7 +95,7 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
         return None
     if param.type != "composite":
         branches, _ = _branches(param.expression, type_, param.type)
-        return ParamPlan(param.code, branches) if branches else None
+        return ParamPlan(param.code, branches, fields=_first_fields(branches)) if branches else None
     try:
         bases = compile_expression(param.expression, type_)
     except Unsupported:
@@ -123,7 +129,7 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
         per_base.append(tuple(components))
     if not base_branches:
         return None
-    return ParamPlan(param.code, tuple(base_branches), tuple(per_base))
+    return ParamPlan(param.code, tuple(base_branches), tuple(per_base), _first_fields(tuple(base_branches)))
 
 
 def _keep_node(key: str, value: Any, out: IndexEntries) -> None:  # composite bases are not converted
@@ -157,6 +163,8 @@ class Extractor:
         out = IndexEntries()
         root = [resource]
         for plan in self.plans(type_):
+            if plan.fields is not None and plan.fields.isdisjoint(resource):
+                continue  # none of the elements its paths start from is present: a cheap skip
             if plan.components:
                 self._composite(plan, resource, out)
                 continue

@@ -47,6 +47,12 @@ class Accessor:
     type: str
     position: Position
 
+    @property
+    def first_field(self) -> str | None:
+        """The element the path reads first (None when it starts otherwise): if the resource lacks
+        it, the path reaches nothing."""
+        return getattr(self.steps[0], "field", None) if self.steps else None
+
     def __call__(self, nodes: list[Any], root: Any = None) -> list[Any]:
         for step in self.steps:
             if step is ROOT:
@@ -168,6 +174,7 @@ def _field(name: str) -> Step:
                         out.append(value)
         return out
 
+    step.field = name  # type: ignore[attr-defined]  # lets extraction skip paths whose element is absent
     return step
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections import Counter
@@ -112,6 +113,22 @@ def test_compiled_accessors_reach_what_fhirpathpy_reaches(
             assert ours == theirs, f"{type_}.{param.code} on {resource.get('id')}"
             compared[bool(ours)] += 1
     assert compared[True] > 1500  # parameters with values, across the 728 examples
+
+
+def test_skipping_absent_elements_changes_no_entry(
+    registry: SearchRegistry, extractor: Extractor, examples: list[dict[str, Any]]
+) -> None:
+    """Plans skip a parameter when none of the elements its paths start from is present; without
+    that shortcut, every example gives exactly the same entries."""
+    exhaustive = Extractor(registry)
+    skipped = 0
+    for resource in examples:
+        type_ = resource["resourceType"]
+        plans = extractor.plans(type_)
+        exhaustive._plans[type_] = tuple(dataclasses.replace(plan, fields=None) for plan in plans)
+        skipped += sum(plan.fields is not None and plan.fields.isdisjoint(resource) for plan in plans)
+        assert extractor.extract(resource) == exhaustive.extract(resource), f"{type_}/{resource.get('id')}"
+    assert skipped > 5000
 
 
 def test_observation_entries(extractor: Extractor) -> None:
