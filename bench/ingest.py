@@ -1,7 +1,7 @@
 """Ingest throughput into the embedded store: transaction Bundles over HTTP, and `fhirlead load`.
 
     .venv/bin/pip install carebundle            # the data generator (bench only, not a dependency)
-    .venv/bin/python bench/ingest.py [--resources 100000] [--distinct 200] [--store-dir bench/results] [--concurrency 4]
+    .venv/bin/python bench/ingest.py [--resources 100000] [--distinct 200] [--store-dir DIR] [--concurrency 4 16]
 
 Data: `--distinct` patients from carebundle (clinically coherent synthetic US Core R4 transaction
 Bundles, all five of its profiles, seeded), each Bundle repeated with fresh `urn:uuid` fullUrls until
@@ -12,7 +12,7 @@ work per Bundle with a durable commit (synchronous=FULL, the server's setting).
 Scenarios, each on a fresh SQLite file:
 - `http`: every Bundle POSTed to the real app (httpx ASGI transport, in process: the HTTP stack
   without the network), one after another;
-- `http-cN`: the same from N clients at once (`--concurrency`, default 4), as an EHR pushing in
+- `http-cN`: the same from N clients at once (`--concurrency`, default 4 and 16), as an EHR pushing in
   parallel does: concurrent transactions share commits (group commit);
 - `load`: `fhirlead load DIR` in a subprocess, as a user runs it.
 """
@@ -122,17 +122,18 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=100_000)
     parser.add_argument("--distinct", type=int, default=200)
     parser.add_argument("--store-dir", type=Path, default=Path("bench/results"))
-    parser.add_argument("--concurrency", type=int, default=4, help="clients of the concurrent HTTP scenario")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16],
+                        help="clients of the concurrent HTTP scenarios")
     args = parser.parse_args()
     folder = args.store_dir / "ingest-bundles"
     paths = data_set(args.resources, args.distinct, folder)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {len(paths)} Bundles")
-    for scenario in ("http", f"http-c{args.concurrency}", "load"):
+    for scenario in ("http", *(f"http-c{clients}" for clients in args.concurrency), "load"):
         db = args.store_dir / f"ingest-{scenario}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         if scenario.startswith("http"):
-            concurrency = 1 if scenario == "http" else args.concurrency
+            concurrency = 1 if scenario == "http" else int(scenario.removeprefix("http-c"))
             resources, elapsed = asyncio.run(over_http(paths, db, concurrency))
             print(f"{scenario}: {resources:,} resources in {elapsed:.1f} s = {resources / elapsed:,.0f} resources/s "
                   f"({elapsed / (len(paths) - 1) * 1000:.1f} ms per Bundle of ~{resources // (len(paths) - 1)})")
