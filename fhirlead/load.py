@@ -34,7 +34,7 @@ from fhirlead.server import Server
 from fhirlead.settings import Settings
 
 CHUNK = 500  # NDJSON lines per transaction
-GROUP = 1000  # resources per commit, across Bundles
+GROUP = 5000  # resources per commit, across Bundles (1,000: 18 % of a 100k load went to commits; 5,000: 10 %)
 SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
 
 
