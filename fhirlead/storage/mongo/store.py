@@ -233,17 +233,20 @@ class MongoUnitOfWork:
         if stored.body is not None and len(stored.body) > documents.INLINE_LIMIT:
             body_seq, resource = seq, None
             await access.bodies.insert_many(documents.body_chunks(seq, stored.body), session=session)
-        state = {
+        version = {  # what the current-state document and the history document both record
             "type": stored.type,
             "id": stored.id,
             "version": stored.version,
             "lastUpdated": stored.last_updated,
             "updated_us": updated_us,
             "method": stored.method,
-            "deleted": not live,
-            "seq": seq,
             "resource": resource,
             "body_seq": body_seq,
+        }
+        state = {
+            **version,
+            "deleted": not live,
+            "seq": seq,
             "sort": documents.sort_values(entries) if live and entries is not None else {},
         }
         if current is None:
@@ -257,20 +260,7 @@ class MongoUnitOfWork:
             if result.matched_count != 1:  # another process wrote it since we read it
                 raise VersionConflict(key, current["version"], None)
             await access.search_index.delete_many({"pk": pk}, session=session)
-        await access.history.insert_one(
-            {
-                "seq": seq,
-                "type": stored.type,
-                "id": stored.id,
-                "version": stored.version,
-                "lastUpdated": stored.last_updated,
-                "updated_us": updated_us,
-                "method": stored.method,
-                "resource": resource,
-                "body_seq": body_seq,
-            },
-            session=session,
-        )
+        await access.history.insert_one({"seq": seq, **version}, session=session)
         if live and entries is not None:
             docs = documents.index_documents(pk, stored.type, entries)
             if docs:

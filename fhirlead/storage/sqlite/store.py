@@ -229,20 +229,23 @@ def _write(
         live_version = 0 if current is None or current[2] else current[1]
         if live_version != expected_version:
             raise VersionConflict(f"{type_}/{id_}", expected_version, live_version or None)
-    version = 1 if current is None else current[1] + 1
-    moment = clock.now()
-    last_updated, updated_us = clock.instant(moment), clock.micros(moment)
-    body = None
-    if resource is not None:
-        resource["meta"] = {
-            **resource.get("meta", {}),
-            "versionId": str(version),
-            "lastUpdated": last_updated,
-        }
-        body = orjson.dumps(resource)
-    stored = ResourceVersion(type_, id_, version, last_updated, method, body)
+    stored, updated_us = _new_version(type_, id_, 1 if current is None else current[1] + 1, resource, method)
     _store(conn, None if current is None else current[0], stored, updated_us, entries)
     return stored
+
+
+def _new_version(
+    type_: str, id_: str, version: int, resource: dict[str, Any] | None, method: str
+) -> tuple[ResourceVersion, int]:
+    """Version `version` of a resource written now (resource None: a delete), with meta.versionId and
+    meta.lastUpdated set in `resource`; and its time in microseconds."""
+    moment = clock.now()
+    last_updated = clock.instant(moment)
+    body = None
+    if resource is not None:
+        resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
+        body = orjson.dumps(resource)
+    return ResourceVersion(type_, id_, version, last_updated, method, body), clock.micros(moment)
 
 
 def _create_many(conn: sqlite3.Connection, items: list[NewResource], method: str) -> list[ResourceVersion]:
@@ -258,13 +261,10 @@ def _create_many(conn: sqlite3.Connection, items: list[NewResource], method: str
     index_rows: dict[str, list[tuple]] = {kind: [] for kind in index.TABLES}
     for type_, id_, resource, entries in items:
         pk, seq = pk + 1, seq + 1
-        moment = clock.now()
-        last_updated, updated_us = clock.instant(moment), clock.micros(moment)
-        resource["meta"] = {**resource.get("meta", {}), "versionId": "1", "lastUpdated": last_updated}
-        stored = ResourceVersion(type_, id_, 1, last_updated, method, orjson.dumps(resource))
+        stored, updated_us = _new_version(type_, id_, 1, resource, method)
         created.append(stored)
         resource_rows.append((pk, type_, id_, 1, updated_us, 0, seq))
-        version_rows.append((seq, pk, type_, 1, last_updated, updated_us, method, stored.body))
+        version_rows.append((seq, pk, type_, 1, stored.last_updated, updated_us, method, stored.body))
         for kind, rows_of_kind in index.rows(pk, type_, entries).items():
             index_rows[kind] += rows_of_kind
     conn.executemany("INSERT INTO resources (pk, type, id, version, updated_us, deleted, seq) "
