@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "fhirlead.load",
     "fhirlead.copy",
     "fhirlead.measure.cli",
+    "fhirlead.auth.cli",
 )
 
 

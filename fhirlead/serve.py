@@ -1,8 +1,9 @@
 """`fhirlead serve`: run the server with uvicorn.
 
     fhirlead serve [--host 127.0.0.1] [--port 8080] [--store sqlite:///./fhirlead.db] [--sample-data]
+                   [--auth on|off]
 
-Every flag can also come from the environment (FHIRLEAD_HOST, FHIRLEAD_PORT, FHIRLEAD_STORE).
+Every flag can also come from the environment (FHIRLEAD_HOST, FHIRLEAD_PORT, FHIRLEAD_STORE, FHIRLEAD_AUTH).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from dataclasses import replace
 
 from fhirlead.settings import Settings
 
@@ -21,8 +23,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=defaults.port, help="port (FHIRLEAD_PORT)")
     parser.add_argument("--store", default=defaults.store, help="store URL (FHIRLEAD_STORE)")
     parser.add_argument("--sample-data", action="store_true",
-                        help="load fhirlead's small sample data set into the store first (skips what exists)")
+                        help="load fhirlead's small sample data set (and sample accounts) first; skips what exists")
+    parser.add_argument("--auth", choices=("on", "off"), default="on" if defaults.auth else "off",
+                        help="SMART on FHIR authorization (FHIRLEAD_AUTH); off leaves every record open")
     parser.set_defaults(run=run)
+
+
+async def _sample_accounts(settings: Settings, root: str) -> None:
+    from fhirlead.auth.samples import add_sample_accounts
+    from fhirlead.server import Server
+
+    server = await Server.start(settings)
+    try:
+        if server.auth is not None:
+            await add_sample_accounts(server.auth.registry, [f"{root}/callback", "http://localhost:3000/callback"])
+    finally:
+        await server.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +48,20 @@ def run(args: argparse.Namespace) -> int:
     from fhirlead.samples import load_samples
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings(host=args.host, port=args.port, store=args.store)
+    log = logging.getLogger("fhirlead")
+    settings = replace(Settings(host=args.host, port=args.port, store=args.store), auth=args.auth == "on")
+    root = f"http://{settings.host}:{settings.port}"
     if args.sample_data:
         created = asyncio.run(load_samples(settings))
-        logging.getLogger("fhirlead").info("sample data: %d resources created", created)
+        log.info("sample data: %d resources created", created)
+        if settings.auth:
+            asyncio.run(_sample_accounts(settings, root))
+            from fhirlead.auth.samples import how_to
+
+            log.info("sample accounts ready%s", how_to(root))
+    if not settings.auth:
+        log.warning("*** AUTHORIZATION IS OFF (--auth off): every record on %s is open to anyone who can reach "
+                    "it. Never run like this with real data. ***", root)
     # No access log: request lines carry search parameters, which can hold PHI.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
     return 0

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhirlead.auth.service import AuthServer
 from fhirlead.plugins import OperationRegistry
 from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
@@ -25,6 +26,7 @@ class Server:
     search: SearchRegistry
     extractor: Extractor
     operations: OperationRegistry
+    auth: AuthServer | None  # the SMART authorization server; None when authorization is off
     memo: dict[Any, Any] = field(default_factory=dict)  # per-server derived values (e.g. capabilities)
 
     @classmethod
@@ -34,7 +36,10 @@ class Server:
             store = open_store(settings.store)
         await store.open()
         search = SearchRegistry.default()
-        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover())
+        auth = AuthServer.build(store.records, settings) if settings.auth else None
+        if auth is None:
+            log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
+        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover(), auth)
 
     async def stop(self) -> None:
         await self.store.close()

@@ -20,3 +20,8 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(_env("MAX_BODY_BYTES", str(64 * 1024 * 1024))))
     default_page_size: int = field(default_factory=lambda: int(_env("DEFAULT_PAGE_SIZE", "50")))
     max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))
+    # Authorization (SMART on FHIR) is on unless explicitly turned off (FHIRLEAD_AUTH=off).
+    auth: bool = field(default_factory=lambda: _env("AUTH", "on").lower() not in ("off", "false", "0", "no"))
+    access_token_seconds: int = field(default_factory=lambda: int(_env("ACCESS_TOKEN_SECONDS", "900")))
+    refresh_token_seconds: int = field(default_factory=lambda: int(_env("REFRESH_TOKEN_SECONDS", str(30 * 86400))))
+    key_rotation_seconds: int = field(default_factory=lambda: int(_env("KEY_ROTATION_SECONDS", str(86400))))

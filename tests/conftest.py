@@ -17,6 +17,7 @@ from fhirlead.api.app import create_app
 from fhirlead.settings import Settings
 from fhirlead.storage.factory import register_scheme
 from tests import backends
+from tests.tokens import bearer
 
 BASE = "http://testserver/fhir"
 FHIR_JSON = "application/fhir+json"
@@ -60,5 +61,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers={"Accept": FHIR_JSON}) as c:
+    headers = {"Accept": FHIR_JSON, **await bearer(app)}
+    async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers) as c:
         yield c

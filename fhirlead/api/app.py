@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 from fhirlead.api.dispatch import dispatch
 from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
+from fhirlead.auth import routes as auth_routes
+from fhirlead.auth.bearer import is_public, policy_for
 from fhirlead.errors import FhirError, Issue
 from fhirlead.server import Server
 from fhirlead.settings import Settings
@@ -28,6 +30,7 @@ from fhirlead.storage.port import Store
 log = logging.getLogger(__name__)
 
 FHIR_PREFIX = "/fhir"
+AUTH_PREFIX = "/auth"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -80,6 +83,9 @@ async def fhir_endpoint(request: Request) -> Response:
         pretty = wants_pretty(fhir_request)
         negotiate(fhir_request)
         segments = [segment for segment in path.split("/") if segment]
+        if server.auth is not None and not is_public(request.method, segments):
+            fhir_request.access = await policy_for(server, request.headers.get("authorization"),
+                                                   fhir_request.base_url)
         response = http_response(await dispatch(server, fhir_request, segments), pretty)
     except FhirError as error:
         response = error_response(error, pretty)
@@ -111,6 +117,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan)
     app.add_route("/healthz", health, methods=["GET"])
+    app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
+    app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
+                  methods=["GET"])
+    for name, endpoint, methods in auth_routes.ENDPOINTS:
+        app.add_route(f"{AUTH_PREFIX}/{name}", endpoint, methods=methods)
     app.add_route(FHIR_PREFIX, fhir_endpoint, methods=METHODS)
     app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=METHODS)
     return app

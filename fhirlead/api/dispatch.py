@@ -39,13 +39,13 @@ def _handler(target: str) -> Handler:
     return getattr(importlib.import_module(f"fhirlead.interaction.{module}"), function)
 
 
-def _pick(table: dict[str, str], method: str) -> Handler:
+def _pick(table: dict[str, str], method: str) -> str:
     target = table.get("GET" if method == "HEAD" else method)
     if target is None:
         allowed = ", ".join(sorted(table))
         raise FhirError(405, [Issue("not-supported", f"{method} is not allowed here (allowed: {allowed})")],
                         {"Allow": allowed})
-    return _handler(target)
+    return target
 
 
 def _known_type(type_: str) -> str:
@@ -54,8 +54,8 @@ def _known_type(type_: str) -> str:
     return type_
 
 
-def route(method: str, segments: list[str]) -> tuple[Handler, list[Any]]:
-    """The handler for a request and the path arguments it takes after (server, request)."""
+def route_target(method: str, segments: list[str]) -> tuple[str, list[Any]]:
+    """The interaction (`module:function` of fhirlead.interaction) and its path arguments."""
     count = len(segments)
     if count == 0:
         return _pick(SYSTEM, method), []
@@ -94,5 +94,8 @@ def route(method: str, segments: list[str]) -> tuple[Handler, list[Any]]:
 
 
 async def dispatch(server: Server, request: FhirRequest, segments: list[str]) -> FhirResponse:
-    handler, arguments = route(request.method, segments)
-    return await handler(server, request, *arguments)
+    """Run the interaction, after the caller's access token was checked for it (when authorization is on)."""
+    target, arguments = route_target(request.method, segments)
+    if request.access is not None:
+        await request.access.authorize(target, arguments, request)
+    return await _handler(target)(server, request, *arguments)

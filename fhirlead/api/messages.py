@@ -31,6 +31,8 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     content_type: str = ""  # media type without parameters, lower case
+    # What the caller's access token allows (`fhirlead.auth.enforce.Policy`); None when authorization is off.
+    access: Any = field(default=None, repr=False)
     _parsed: Any = field(default=None, repr=False)
 
     def param(self, name: str) -> str | None:

@@ -8,7 +8,7 @@ batch entries may be processed in any order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fhirlead.bundles import response
 from fhirlead.bundles.entries import Entry
@@ -19,13 +19,15 @@ if TYPE_CHECKING:
     from fhirlead.server import Server
 
 
-async def run(server: Server, entries: list[Entry | FhirError], base_url: str, preference: str | None) -> list[bytes]:
+async def run(
+    server: Server, entries: list[Entry | FhirError], base_url: str, preference: str | None, access: Any = None
+) -> list[bytes]:
     answers = []
     for entry in entries:
         if isinstance(entry, FhirError):  # malformed entry: answered alone
             answers.append(response.error_entry(entry))
         elif entry.method in ("GET", "HEAD"):
-            answers.append(await read(server, entry, base_url))
+            answers.append(await read(server, entry, base_url, access))
         else:
             try:
                 answers.append(await write(server, entry, base_url, preference))

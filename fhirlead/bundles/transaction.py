@@ -51,13 +51,15 @@ def located(entry: Entry, error: FhirError) -> FhirError:
     return FhirError(error.status, issues, error.headers)
 
 
-async def run(server: Server, entries: list[Entry], base_url: str, preference: str | None) -> list[bytes]:
+async def run(
+    server: Server, entries: list[Entry], base_url: str, preference: str | None, access: Any = None
+) -> list[bytes]:
     """Process a transaction; return the response entries in request order, or raise (rolled back)."""
     async with server.store.unit_of_work() as uow:
         answers = await write(server, uow, entries, base_url, preference)
     for entry in entries:
         if entry.method in ("GET", "HEAD"):
-            answers[entry.index] = await read(server, entry, base_url)
+            answers[entry.index] = await read(server, entry, base_url, access)
     return [answers[entry.index] for entry in entries]
 
 
@@ -80,12 +82,12 @@ async def write(
     return answers
 
 
-async def read(server: Server, entry: Entry, base_url: str) -> bytes:
+async def read(server: Server, entry: Entry, base_url: str, access: Any = None) -> bytes:
     """A GET/HEAD entry, answered exactly like the same HTTP request (conditional headers included)."""
     headers = {name: value for name, value in (
         ("if-none-match", entry.if_none_match), ("if-modified-since", entry.if_modified_since),
     ) if value is not None}
-    request = FhirRequest(entry.method, base_url, entry.path, entry.params, headers)
+    request = FhirRequest(entry.method, base_url, entry.path, entry.params, headers, access=access)
     try:
         return response.read_entry(await dispatch(server, request, entry.segments))
     except FhirError as error:

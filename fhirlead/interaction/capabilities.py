@@ -12,6 +12,7 @@ import orjson
 
 from fhirlead import __version__, clock
 from fhirlead.api.messages import JSON_PATCH, FhirRequest, FhirResponse
+from fhirlead.auth.routes import smart_configuration_document
 from fhirlead.definitions import FHIR_VERSION, resource_types
 from fhirlead.server import Server
 
@@ -53,6 +54,23 @@ def _resource(server: Server, type_: str) -> dict[str, Any]:
     return resource
 
 
+def security(base_url: str) -> dict[str, Any]:
+    """rest.security for a SMART on FHIR server (SMART App Launch 2.2.0 §Conformance: oauth-uris)."""
+    auth = smart_configuration_document(base_url)
+    uris = [{"url": name, "valueUri": auth[field]} for name, field in (
+        ("token", "token_endpoint"), ("authorize", "authorization_endpoint"),
+        ("introspect", "introspection_endpoint"), ("revoke", "revocation_endpoint"),
+    )]
+    return {
+        "cors": True,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": uris}],
+        "description": "SMART App Launch 2.2.0 and Backend Services; see .well-known/smart-configuration",
+    }
+
+
 def _statement_bytes(server: Server, base_url: str) -> bytes:
     statement = {
         "resourceType": "CapabilityStatement",
@@ -74,6 +92,8 @@ def _statement_bytes(server: Server, base_url: str) -> bytes:
     }
     if not statement["rest"][0]["operation"]:
         del statement["rest"][0]["operation"]
+    if server.auth is not None:
+        statement["rest"][0]["security"] = security(base_url)
     return orjson.dumps(statement)
 
 

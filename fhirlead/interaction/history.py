@@ -59,12 +59,15 @@ async def history(server: Server, request: FhirRequest, type_: str | None, id_: 
     count = page_size(request, server.settings)
     since = since_micros(request)
     page = await server.store.history(type_, id_, since, count, cursor(request))
+    versions = page.versions
+    if request.access is not None:  # a page may come out shorter: the cursor still moves on
+        versions = [version for version in versions if request.access.version_visible(version, "r")]
     kept = [(k, v) for k, v in request.params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": link(request, request.params)}]
     if page.next_cursor is not None:
         links.append({"relation": "next", "url": link(request, [*kept, (CURSOR, page.next_cursor)])})
     header = {"resourceType": "Bundle", "type": "history", "link": links}
-    entries = [history_entry(request.base_url, version) for version in page.versions]
+    entries = [history_entry(request.base_url, version) for version in versions]
     return FhirResponse(200, bundle_json.bundle(header, entries))
 
 

@@ -6,6 +6,7 @@ the parameters actually applied, `next`/`previous` with the same plus the opaque
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -47,9 +48,19 @@ async def run(
     extra: tuple[Clause, ...] = (),
     link_params: list[tuple[str, str]] | None = None,
 ) -> FhirResponse:
-    """Search `types` with the request's parameters; `path` is the GET path the links use."""
+    """Search `types` with the request's parameters; `path` is the GET path the links use. With an
+    access token, the types, the query and every resource returned are held to what it allows."""
+    access = request.access
+    if access is not None:
+        types = access.search_types(types, named=bool(link_params) or len(types) == 1)
+        extra = (*extra, *access.search_clauses(types))
     parsed = parse_request(server, request, types, extra)
+    if access is not None:
+        access.check_query(parsed.query)
     page = await server.store.search(parsed.query)
+    if access is not None:
+        page = replace(page, matches=[v for v in page.matches if access.version_visible(v, "s")],
+                       includes=[v for v in page.includes if access.version_visible(v, "r")])
     used = [*(link_params or []), *parsed.used]
     links = [{"relation": "self", "url": _url(request.base_url, path, used)}]
     if page.next_cursor is not None:

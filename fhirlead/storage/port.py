@@ -3,7 +3,8 @@
 Everything above this port is backend-agnostic. A backend stores versioned resources with their full
 history (deletes are versions too), keeps the search index entries of the current version beside each
 resource, answers search queries given as the IR of `fhirlead.search`, and runs a unit of work
-atomically (all of its writes land, or none do).
+atomically (all of its writes land, or none do). Beside the resources it keeps `records`: small keyed
+documents outside the FHIR API (`fhirlead.storage.records`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
     from fhirlead.search.query import SearchQuery
+    from fhirlead.storage.records import Records  # which imports StoreError from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,8 @@ class UnitOfWork(Protocol):
 
 class Store(Protocol):
     """A FHIR resource store. Reads outside a unit of work see committed data only."""
+
+    records: Records  # available once open(); its writes are their own, never part of a unit of work
 
     async def open(self) -> None: ...
 

@@ -135,6 +135,16 @@ class MockCollection:
             session.record(lambda: self._c.replace_one({"_id": before["_id"]}, before))
         return result
 
+    async def replace_one(self, filter_: dict[str, Any], doc: dict[str, Any], *, session: Any = None) -> Any:
+        if session is not None:
+            raise NotImplementedError("MongoStore replaces only records, outside transactions")
+        return self._c.replace_one(filter_, doc)
+
+    async def delete_one(self, filter_: dict[str, Any], *, session: Any = None) -> Any:
+        if session is not None:
+            raise NotImplementedError("MongoStore deletes one document only for records, outside transactions")
+        return self._c.delete_one(filter_)
+
     async def delete_many(self, filter_: dict[str, Any], *, session: MockSession | None = None) -> Any:
         self._check(session)
         removed = list(self._c.find(filter_)) if session is not None else []

@@ -17,6 +17,7 @@ import pytest
 from fhirlead.load import load_files
 from fhirlead.settings import Settings
 from tests.bundle.helpers import count
+from tests.tokens import bearer
 
 SHARED_DATA = Path(os.environ.get("FHIRLEAD_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 SYNTHEA = SHARED_DATA / "synthea"
@@ -52,7 +53,8 @@ async def totals(settings: Settings, app_factory: Any, types: list[str]) -> dict
     app = app_factory(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/fhir",
+                                     headers=await bearer(app)) as client:
             return {type_: await count(client, type_) for type_ in types}
 
 
@@ -74,7 +76,9 @@ async def test_loading_every_synthea_file_gives_the_counts_per_type(settings: Se
     # references were rewritten to stored ids: every Encounter's subject resolves to a loaded Patient
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=transport, base_url=BASE, headers=await bearer(app)
+    ) as c:
         with_patient = await c.get("Encounter?_count=1000&_include=Encounter:subject")
         bundle = with_patient.json()
         subjects = {e["resource"]["subject"]["reference"] for e in bundle["entry"]

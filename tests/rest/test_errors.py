@@ -10,6 +10,7 @@ from fhirlead.api.app import create_app
 from fhirlead.settings import Settings
 from tests.conftest import BASE
 from tests.rest.helpers import FHIR_JSON, create, issue_codes, patient, put
+from tests.tokens import bearer
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
@@ -95,7 +96,9 @@ async def test_failed_write_leaves_nothing_behind(client: httpx.AsyncClient) -> 
 async def small_body_client(tmp_path) -> httpx.AsyncClient:
     app: FastAPI = create_app(Settings(store=f"sqlite:///{tmp_path / 'small.db'}", max_body_bytes=1000))
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=transport, base_url=BASE, headers=await bearer(app)
+    ) as c:
         yield c
 
 

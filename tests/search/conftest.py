@@ -18,6 +18,7 @@ from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.settings import Settings
 from tests import backends
+from tests.tokens import bearer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "r4-examples.ndjson.gz"
 BASE = "http://testserver/fhir"
@@ -60,7 +61,7 @@ async def _client(backend: backends.Backend, url: str) -> AsyncIterator[httpx.As
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(
-                transport=transport, base_url=BASE, headers={"Accept": FHIR_JSON}
+                transport=transport, base_url=BASE, headers={"Accept": FHIR_JSON, **await bearer(app)}
             ) as c:
                 yield c
     finally:

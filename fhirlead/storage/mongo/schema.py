@@ -3,7 +3,8 @@
 Every search_index query starts with equality on (type, key, kind), then the value fields of its kind;
 one partial index per kind keeps each index small (it holds only that kind's documents) and lets
 MongoDB seek (type, key, kind, value) the way SQLite seeks (sp, value). `(pk, key)` serves the per
-resource work: replacing a resource's entries, includes from a page of matches.
+resource work: replacing a resource's entries, includes from a page of matches. `records` holds the
+store's keyed documents (`fhirlead.storage.records`), listed per kind in key order by `kind_key`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ HISTORY = "history"
 SEARCH_INDEX = "search_index"
 COUNTERS = "counters"
 BODIES = "bodies"  # resources too big for one document, in chunks (see `documents`)
+RECORDS = "records"
 
 _VALUE_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "string": (("norm",),),
@@ -38,6 +40,7 @@ def index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
         (HISTORY, [("type", 1), ("seq", 1)], {"name": "type_seq"}),
         (SEARCH_INDEX, [("pk", 1), ("key", 1)], {"name": "pk_key"}),
         (BODIES, [("seq", 1), ("n", 1)], {"unique": True, "name": "seq_n"}),
+        (RECORDS, [("kind", 1), ("key", 1)], {"name": "kind_key"}),
     ]
     for kind, indexes in _VALUE_INDEXES.items():
         for number, fields in enumerate(indexes):

@@ -11,6 +11,9 @@ VersionConflict.
 The global write sequence (`seq`: history order, and each resource's creation-order `pk`) comes from a
 counter incremented outside the transaction, so concurrent transactions do not all conflict on one
 counter document; a rolled-back unit of work leaves an unused number, which orders nothing wrongly.
+
+Records (`fhirlead.storage.records`) are single-document conditional writes outside any session (see
+`records`), so they need no transactions and work on a standalone server too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import orjson
 from fhirlead import clock
 from fhirlead.storage.mongo import documents, schema
 from fhirlead.storage.mongo.access import Access
+from fhirlead.storage.mongo.records import MongoRecords
 from fhirlead.storage.mongo.search import Searcher
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, StoreError, VersionConflict
 
@@ -68,6 +72,7 @@ class MongoStore:
         self._transactions = transactions
         self._db: Any = None
         self._write_lock = asyncio.Lock()
+        self.records: MongoRecords  # set by open(), on the store's database
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -80,6 +85,7 @@ class MongoStore:
             self._database_name = _database_from(self._client)
         self._db = self._client[self._database_name]
         await schema.create_indexes(self._db)
+        self.records = MongoRecords(self._db[schema.RECORDS])
         if self._transactions is None:
             self._transactions = await _supports_transactions(self._client)
             if not self._transactions:

@@ -4,6 +4,7 @@
   search index rows point at; `updated_us` serves `_lastUpdated`.
 - `versions`: every version ever written, deletes included (body NULL). `seq` is a global, increasing
   write order: system and type history read it backwards.
+- `records`: small keyed documents beside the resources (`fhirlead.storage.records`), added in version 2.
 The search index tables belong to `fhirlead.storage.sqlite.index`.
 """
 
@@ -13,7 +14,7 @@ import sqlite3
 
 from fhirlead.storage.sqlite import index
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the records table
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -39,6 +40,14 @@ CREATE TABLE IF NOT EXISTS versions (
     UNIQUE (pk, version)
 );
 CREATE INDEX IF NOT EXISTS versions_by_type ON versions (type, seq);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT,
+    key TEXT,
+    rev INTEGER NOT NULL,
+    expires REAL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 """
 
 
@@ -62,7 +71,8 @@ def connect(path: str, *, synchronous: str, read_only: bool) -> sqlite3.Connecti
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Create the tables of an empty database; refuse a database written by a newer fhirlead."""
+    """Create the tables of an empty database, add those an older version lacks (every statement is
+    IF NOT EXISTS), and refuse a database written by a newer fhirlead."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
         raise RuntimeError(f"database schema version {found} is newer than this fhirlead ({SCHEMA_VERSION})")

@@ -5,6 +5,7 @@ writer at a time anyway), and a small pool of reader threads each own a read-onl
 run beside a write in WAL mode. Each port call is one hop to a thread that runs all of its SQL, which
 keeps the per-call overhead to a single context switch. A unit of work holds the writer for its whole
 life (`BEGIN IMMEDIATE` … `COMMIT`), so its reads see its own writes and nothing else interleaves.
+Records (`fhirlead.storage.records`) have a thread and connection of their own (see `records`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 from fhirlead import clock
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
 from fhirlead.storage.sqlite import index, rows, schema, search
+from fhirlead.storage.sqlite.records import SqliteRecords
 
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
@@ -44,6 +46,7 @@ class SqliteStore:
         self._group: asyncio.Future[None] | None = None  # units done but not yet committed (see unit_of_work)
         self._committing: set[asyncio.Task[None]] = set()
         self._connections: list[sqlite3.Connection] = []
+        self.records: SqliteRecords  # set by open(): its table exists only once the schema is migrated
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -53,9 +56,12 @@ class SqliteStore:
             self._readers, "fhirlead-sqlite-reader", self._open_connection, (True,)
         )
         await self._on_writer(schema.migrate)
+        self.records = SqliteRecords(self.path, synchronous=self._synchronous)
 
     async def close(self) -> None:
         await asyncio.gather(*self._committing, return_exceptions=True)
+        if hasattr(self, "records"):
+            await self.records.close()
         for pool in (self._writer, self._reader_pool):
             if pool is not None:
                 pool.shutdown(wait=True)

@@ -1,0 +1,269 @@
+"""Enforcement: what an access token may do, checked on every FHIR interaction (deny by default).
+
+SMART App Launch 2.2.0 §Scopes: `user/` and `system/` scopes reach the types and interactions they
+name; `patient/` scopes reach only the Patient compartment of the token's patient (R4
+CompartmentDefinition Patient); a v2 scope's search parameters (granular scopes, e.g.
+`?category=…|laboratory`) narrow further. A resource is visible when one covering scope admits it.
+
+`Policy` is attached to each FhirRequest (`request.access`); the core calls it at a few points that
+every path goes through: the dispatch of an interaction (`authorize`), the search flow (types, extra
+clauses, the query's chains, and the resources of a page, includes too), history pages and each entry of
+a batch or transaction. Searches are narrowed in the database where possible (compartment clause,
+granular parameters) and every returned resource is checked once more before it leaves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fhirlead.auth.grant import Grant
+from fhirlead.definitions import patient_compartment
+from fhirlead.errors import FhirError, Issue
+from fhirlead.interaction.patch import patch_document
+from fhirlead.patch import json_patch
+from fhirlead.search.query import Chain, Clause, Compartment, Has, SearchQuery
+from fhirlead.storage.port import ResourceVersion
+
+PATIENT = "Patient"
+AUDIT_EVENT = "AuditEvent"
+
+# dispatch target -> the SMART permission letter it needs
+PERMISSIONS = {
+    "read:handle": "r", "vread:handle": "r", "history:handle_instance": "r",
+    "search_type:handle": "s", "search_compartment:handle": "s", "search_system:handle": "s",
+    "history:handle_type": "s", "history:handle_system": "s",
+    "create:handle": "c", "update:handle": "u", "patch:handle": "u", "delete:handle": "d",
+    "update:handle_conditional": "u", "patch:handle_conditional": "u", "delete:handle_conditional": "d",
+}
+ENTRY_PERMISSIONS = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+INSTANCE_TARGETS = ("read:handle", "vread:handle", "history:handle_instance", "update:handle", "patch:handle",
+                    "delete:handle")
+CONDITIONAL_TARGETS = ("update:handle_conditional", "patch:handle_conditional", "delete:handle_conditional")
+
+
+def forbidden(text: str) -> FhirError:
+    return FhirError(403, [Issue("forbidden", text)])
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One way a resource may be visible: in `patient`'s compartment (None: anywhere) and matching
+    every (parameter, value) of `query`."""
+
+    patient: str | None
+    query: tuple[tuple[str, str], ...]
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.patient is None and not self.query
+
+
+class Policy:
+    """The access one request's token grants, with the server it checks resources against."""
+
+    def __init__(self, grant: Grant, server: Any) -> None:
+        self.grant = grant
+        self._server = server
+
+    # -- what the token covers ----------------------------------------------------------------
+
+    def filters(self, type_: str, permission: str) -> list[Filter]:
+        """The ways `permission` on `type_` is allowed; empty: not at all."""
+        if type_ == AUDIT_EVENT and not self._may_audit(permission):
+            return []
+        found = []
+        for scope in self.grant.covering(type_, permission):
+            if scope.context == "patient":
+                if self.grant.patient is None or not self._in_compartment_type(type_):
+                    continue
+                found.append(Filter(self.grant.patient, scope.query))
+            else:
+                found.append(Filter(None, scope.query))
+        return found
+
+    def _may_audit(self, permission: str) -> bool:
+        """AuditEvents are read and searched by an admin user or a system/ scope; created only by a
+        system/ scope (an EHR recording its own audit, IHE BALP); never updated or deleted."""
+        system = any(s.context == "system" for s in self.grant.covering(AUDIT_EVENT, permission))
+        if permission in ("r", "s"):
+            return self.grant.admin or system
+        return permission == "c" and system
+
+    @staticmethod
+    def _in_compartment_type(type_: str) -> bool:
+        return type_ == PATIENT or type_ in patient_compartment()
+
+    def require(self, type_: str, permission: str) -> list[Filter]:
+        filters = self.filters(type_, permission)
+        if not filters:
+            raise forbidden(f"The access token does not allow {_WORDS[permission]} {type_} resources")
+        return filters
+
+    # -- resource checks ----------------------------------------------------------------------
+
+    def admits(self, resource: dict[str, Any], filters: list[Filter]) -> bool:
+        if any(f.unrestricted for f in filters):
+            return True
+        type_ = resource.get("resourceType", "")
+        entries = self._server.extractor.extract(resource)
+        return any(self._passes(type_, resource.get("id"), entries, f) for f in filters)
+
+    def _passes(self, type_: str, id_: Any, entries: Any, f: Filter) -> bool:
+        if f.patient is not None and not _member(type_, id_, entries, f.patient):
+            return False
+        return all(_token_matches(entries, name, value) for name, value in f.query)
+
+    def version_visible(self, version: ResourceVersion, permission: str = "r") -> bool:
+        filters = self.filters(version.type, permission)
+        if not filters:
+            return False
+        if any(f.unrestricted for f in filters):
+            return True
+        if version.body is None:
+            return False  # a delete: nothing left to tell whose it was
+        return self.admits(orjson.loads(version.body), filters)
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def authorize(self, target: str, arguments: list[Any], request: Any) -> None:
+        """Before an interaction runs: refuse what the token does not allow (403)."""
+        permission = PERMISSIONS.get(target)
+        if permission is None:
+            return  # capabilities (public), bundles (checked per entry), operations (checked by their own)
+        if target in ("search_system:handle", "history:handle_system"):
+            if not any(s.permissions & {permission} for s in self.grant.scopes):
+                raise forbidden("The access token allows no searches")
+            return
+        if target == "search_compartment:handle":
+            compartment_id, type_ = arguments
+            self.require(PATIENT, "r")
+            await self.require_visible(PATIENT, compartment_id, "r")
+            if type_ != "*":
+                self.require(type_, "s")
+            return
+        type_ = arguments[0]
+        filters = self.require(type_, permission)
+        if target in CONDITIONAL_TARGETS and not any(f.unrestricted for f in filters):
+            raise forbidden("Conditional writes need a user/ or system/ scope without search parameters")
+        if any(f.unrestricted for f in filters):
+            return
+        if target in INSTANCE_TARGETS:
+            await self.require_visible(type_, arguments[1], "r", missing_ok=permission in ("u", "d"))
+        if target in ("create:handle", "update:handle"):
+            self.check_new_content(type_, request.resource_body(), permission)
+        elif target == "patch:handle":
+            await self.check_patched(type_, arguments[1], patch_document(request))
+
+    async def check_patched(self, type_: str, id_: str, document: Any) -> None:
+        """A patch must leave the resource within reach (it is applied here to a copy to find out)."""
+        version = await self._server.store.read(type_, id_)
+        if version is None or version.body is None:
+            return  # the interaction answers 404/410 itself
+        try:
+            patched = json_patch.apply(orjson.loads(version.body), document)
+        except FhirError:
+            return  # the interaction reports the bad patch
+        self.check_new_content(type_, patched, "u")
+
+    async def check_entry(self, entry: Any) -> None:
+        """A batch or transaction write entry (its GETs are dispatched like any request)."""
+        permission = ENTRY_PERMISSIONS.get(entry.method)
+        if permission is None:
+            return
+        filters = self.require(entry.type_, permission)
+        if any(f.unrestricted for f in filters):
+            return
+        if (entry.id_ is None and entry.method != "POST") or entry.if_none_exist:
+            raise forbidden("Conditional writes need a user/ or system/ scope without search parameters")
+        if entry.id_ is not None:
+            await self.require_visible(entry.type_, entry.id_, "r", missing_ok=entry.method != "PATCH")
+        if entry.method in ("POST", "PUT"):
+            self.check_new_content(entry.type_, entry.resource, permission)
+        elif entry.method == "PATCH" and entry.id_ is not None:
+            await self.check_patched(entry.type_, entry.id_, entry.patch_document())
+
+    async def require_visible(self, type_: str, id_: str, permission: str, missing_ok: bool = False) -> None:
+        """The current version must be one the token may see (a 404 answers what it may not: the
+        token learns nothing of resources outside its reach)."""
+        filters = self.filters(type_, permission)
+        if any(f.unrestricted for f in filters):
+            return
+        version = await self._server.store.read(type_, id_)
+        if version is None:
+            if missing_ok:
+                return
+            raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
+        if version.body is None or not self.admits(orjson.loads(version.body), filters):
+            raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
+
+    def check_new_content(self, type_: str, resource: Any, permission: str) -> None:
+        """A resource about to be written must stay within what the token reaches."""
+        filters = self.require(type_, permission)
+        if not isinstance(resource, dict) or not self.admits(resource, filters):
+            raise forbidden(f"The access token does not allow writing this {type_} (outside its patient or "
+                            "its scope's parameters)")
+
+    # -- search --------------------------------------------------------------------------------
+
+    def search_types(self, types: tuple[str, ...], named: bool) -> tuple[str, ...]:
+        """The types a search may cover: all named ones must be allowed; without `_type`, the allowed."""
+        allowed = tuple(t for t in types if self.filters(t, "s"))
+        if named and len(allowed) != len(types):
+            refused = ", ".join(t for t in types if t not in allowed)
+            raise forbidden(f"The access token does not allow searching {refused}")
+        if not allowed:
+            raise forbidden("The access token allows searching none of these types")
+        return allowed
+
+    def search_clauses(self, types: tuple[str, ...]) -> tuple[Clause, ...]:
+        """Clauses that narrow the search in the database: the patient's compartment when every type
+        is reachable only through patient/ scopes of one patient."""
+        patients = {f.patient for t in types for f in self.filters(t, "s")}
+        if len(patients) != 1 or None in patients:
+            return ()
+        params = patient_compartment()
+        patient = next(iter(patients))
+        return (Clause((Compartment(PATIENT, patient, tuple((t, tuple(params.get(t, ()))) for t in types)),)),)
+
+    def check_query(self, query: SearchQuery) -> None:
+        """Chains and `_has` read other types: the token must be allowed to search those too."""
+        for clause in query.where:
+            for predicate in clause.any_of:
+                if isinstance(predicate, Chain):
+                    for type_ in predicate.types:
+                        self.require(type_, "s")
+                    self.check_query(SearchQuery(predicate.types, predicate.where))
+                elif isinstance(predicate, Has):
+                    self.require(predicate.type, "s")
+                    self.check_query(SearchQuery((predicate.type,), predicate.where))
+
+
+_WORDS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
+
+
+def _member(type_: str, id_: Any, entries: Any, patient: str) -> bool:
+    if type_ == PATIENT and id_ == patient:
+        return True
+    params = set(patient_compartment().get(type_, ()))
+    return any(key in params and ref_type == PATIENT and ref_id == patient
+               for key, ref_type, ref_id, _url, _version in entries.reference)
+
+
+def _token_matches(entries: Any, name: str, value: str) -> bool:
+    """A granular scope's parameter: token semantics (`code`, `system|code`, `system|`), any of a
+    comma-separated list. Parameters of other types admit nothing (deny by default)."""
+    for wanted in value.split(","):
+        system, bar, code = wanted.rpartition("|")
+        for key, found_system, found_code in entries.token:
+            if key != name:
+                continue
+            if not bar and found_code == wanted:
+                return True
+            if bar and found_system == system and (code == "" or found_code == code):
+                return True
+    return False
+
+
