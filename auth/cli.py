@@ -16,6 +16,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from fhirlead.auth.client_auth import jwks_url_allowed
+from fhirlead.auth.launch import LaunchContext, create_launch, launch_url
 from fhirlead.auth.registry import Client, Registry, User, check_fhir_user, hash_secret
 from fhirlead.auth.scopes import is_known, split
 from fhirlead.settings import Settings
@@ -49,6 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_user_parser.add_argument("--fhir-user", required=True, help="Practitioner/123, Patient/x, …")
     add_user_parser.add_argument("--admin", action="store_true")
     add_user_parser.set_defaults(run=add_user)
+
+    launch = subparsers.add_parser("launch", help="create an EHR launch context; prints the launch id (and URL)")
+    launch.add_argument("--store", default=default_store)
+    launch.add_argument("--client-id", required=True)
+    launch.add_argument("--patient", required=True, help="Patient id")
+    launch.add_argument("--encounter", help="Encounter id")
+    launch.add_argument("--user", help="the username who must sign in")
+    launch.add_argument("--base-url", help="the FHIR base URL apps are given as iss (default: FHIRLEAD_BASE_URL, "
+                                           "or http://HOST:PORT/fhir from the server settings)")
+    launch.set_defaults(run=create_launch_context)
 
 
 def _fail(text: str) -> int:
@@ -110,4 +121,36 @@ def add_user(args: argparse.Namespace) -> int:
     user = User(args.username, hash_secret(password), fhir_user, args.admin)
     asyncio.run(with_registry(args.store, lambda registry: registry.save_user(user)))
     print(f"user {user.username} saved")
+    return 0
+
+
+def create_launch_context(args: argparse.Namespace) -> int:
+    settings = Settings()
+    base = (args.base_url or settings.base_url or f"http://{settings.host}:{settings.port}/fhir").rstrip("/")
+
+    async def work() -> tuple[str, str | None] | str:
+        store = open_store(args.store)
+        await store.open()
+        try:
+            client = await Registry(store.records).client(args.client_id)
+            if client is None:
+                return f"unknown client {args.client_id!r}"
+            patient = await store.read("Patient", args.patient)
+            if patient is None or patient.deleted:
+                return f"Patient/{args.patient} does not exist"
+            if args.encounter and await store.read("Encounter", args.encounter) is None:
+                return f"Encounter/{args.encounter} does not exist"
+            context = LaunchContext(args.patient, args.encounter, args.user, client_id=client.client_id)
+            launch_id = await create_launch(store.records, context)
+            return launch_id, launch_url(client.launch_url, base, launch_id) if client.launch_url else None
+        finally:
+            await store.close()
+
+    outcome = asyncio.run(work())
+    if isinstance(outcome, str):
+        return _fail(outcome)
+    launch_id, url = outcome
+    print(launch_id)
+    if url:
+        print(url)
     return 0

@@ -80,9 +80,22 @@ class Policy:
                 if self.grant.patient is None or not self._in_compartment_type(type_):
                     continue
                 found.append(Filter(self.grant.patient, scope.query))
+            elif scope.context == "user" and self._user_patient is not None:
+                found.append(Filter(self._user_patient, scope.query))  # a patient user sees their own record
+            elif scope.context == "user" and self.grant.fhir_user and not self._user_is_staff:
+                continue  # a RelatedPerson user: no user/ access without a patient context
             else:
                 found.append(Filter(None, scope.query))
         return found
+
+    @property
+    def _user_patient(self) -> str | None:
+        kind, _, id_ = (self.grant.fhir_user or "").partition("/")
+        return id_ if kind == PATIENT else None
+
+    @property
+    def _user_is_staff(self) -> bool:
+        return (self.grant.fhir_user or "").startswith(("Practitioner/", "PractitionerRole/"))
 
     def _may_audit(self, permission: str) -> bool:
         """AuditEvents are read and searched by an admin user or a system/ scope; created only by a

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -218,7 +219,22 @@ async def openid_configuration(request: Request) -> Response:
     return JSONResponse(document, headers=CORS)
 
 
+def _lazy(target: str) -> Any:
+    """An endpoint defined in a module that itself imports this one (the browser flow)."""
+    module_name, function = target.split(":")
+
+    async def endpoint(request: Request) -> Response:
+        return await getattr(importlib.import_module(module_name), function)(request)
+
+    return endpoint
+
+
 ENDPOINTS = [
+    ("authorize", _lazy("fhirlead.auth.authorize:authorize"), ["GET", "POST"]),
+    ("login", _lazy("fhirlead.auth.authorize:login"), ["POST"]),
+    ("patient", _lazy("fhirlead.auth.authorize:choose_patient"), ["POST"]),
+    ("consent", _lazy("fhirlead.auth.authorize:decide"), ["POST"]),
+    ("launch", _lazy("fhirlead.auth.launch_endpoint:create"), ["POST"]),
     ("token", token, ["POST"]),
     ("introspect", introspect, ["POST"]),
     ("revoke", revoke, ["POST"]),

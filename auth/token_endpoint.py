@@ -8,15 +8,14 @@ may use it too, which is what a newcomer's one-line curl does; `system/` scopes 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from fhirlead.auth.client_auth import Authenticated, OAuthError
 from fhirlead.auth.codes import CodeError
 from fhirlead.auth.keys import ID_TOKEN_ALG, InvalidToken
-from fhirlead.auth.scopes import grantable, parse_resource_scope, split, within
+from fhirlead.auth.scopes import grantable, parse_resource_scope, split
 from fhirlead.auth.service import AuthServer
-from fhirlead.auth.tokens import Authorization
+from fhirlead.auth.tokens import Authorization, WiderScope
 
 REFRESH_SCOPES = ("offline_access", "online_access")
 
@@ -67,15 +66,11 @@ async def _refresh(auth: AuthServer, client: Authenticated, form: dict[str, str]
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
     try:
-        authorization = await auth.tokens.redeem_refresh(token, client.client.client_id)
+        authorization = await auth.tokens.redeem_refresh(token, client.client.client_id, form.get("scope"))
     except InvalidToken as error:
         raise OAuthError("invalid_grant", str(error)) from None
-    if form.get("scope"):
-        had = split(authorization.scope)
-        wanted = split(form["scope"])
-        if not all(within(token, had) for token in wanted):
-            raise OAuthError("invalid_scope", "a refresh may only narrow the scope")
-        authorization = replace(authorization, scope=" ".join(wanted))
+    except WiderScope as error:
+        raise OAuthError("invalid_scope", str(error)) from None
     return await _response(auth, authorization, fhir_base, issuer, refresh=True, nonce=None)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from fhirlead.auth.grant import Grant
 from fhirlead.auth.keys import InvalidToken, KeyRing
+from fhirlead.auth.scopes import split, within
 from fhirlead.storage.records import RecordConflict, Records
 
 REVOKED = "revoked"
@@ -37,6 +38,10 @@ def digest(secret: str) -> str:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+class WiderScope(Exception):
+    """A refresh asked for more than the original grant."""
 
 
 @dataclass
@@ -141,9 +146,10 @@ class TokenService:
                                 expected_rev=0)
         return token
 
-    async def redeem_refresh(self, token: str, client_id: str) -> Authorization:
-        """The authorization behind a refresh token, which is used up by this call. A reused token
-        revokes its family; a token of another client is refused without touching it."""
+    async def redeem_refresh(self, token: str, client_id: str, scope: str | None = None) -> Authorization:
+        """The authorization behind a refresh token, which is used up by this call, narrowed to `scope`
+        if given. A reused token revokes its family; a token of another client, or a scope wider than
+        the original, is refused without using the token up."""
         record = await self._records.get(REFRESH, digest(token))
         if record is None:
             raise InvalidToken("unknown or expired refresh token")
@@ -157,6 +163,11 @@ class TokenService:
             raise InvalidToken("the refresh token was already used; its family is revoked")
         if family and await self.family_revoked(family):
             raise InvalidToken("the refresh token has been revoked")
+        if scope:
+            wanted, had = split(scope), split(doc["scope"])
+            if not all(within(token, had) for token in wanted):
+                raise WiderScope("a refresh may only narrow the scope")
+            doc["scope"] = " ".join(wanted)
         try:
             await self._records.put(REFRESH, record.key, {**doc, "used": True}, expires=record.expires,
                                     expected_rev=record.rev)
@@ -166,6 +177,7 @@ class TokenService:
             raise InvalidToken("the refresh token was already used; its family is revoked") from None
         doc.pop("used", None)
         return Authorization(**doc)
+
 
     async def refresh_family(self, token: str) -> tuple[str | None, str] | None:
         """(family, client_id) of a refresh token, for revocation and introspection."""
