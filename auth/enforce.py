@@ -170,6 +170,21 @@ class Policy:
         elif target == "patch:handle":
             await self.check_patched(type_, arguments[1], patch_document(request))
 
+    async def authorize_operation(self, operation: Any, call: Any) -> None:
+        """Each operation declares what it needs (`Operation.authorize`); without a declaration only an
+        unrestricted user/ or system/ scope on the type may invoke it (reading; also writing when the
+        operation changes data)."""
+        if operation.authorize is not None:
+            await operation.authorize(self, call)
+            return
+        type_ = call.type_ or "*"
+        needed = ("r", "u") if operation.affects_state else ("r",)
+        for permission in needed:
+            scopes = [s for s in self.grant.scopes if s.context != "patient" and not s.query
+                      and (s.type == "*" or s.type == type_) and permission in s.permissions]
+            if not scopes or (self.grant.fhir_user and not self._user_is_staff):
+                raise forbidden(f"The access token does not allow ${operation.name}")
+
     async def check_patched(self, type_: str, id_: str, document: Any) -> None:
         """A patch must leave the resource within reach (it is applied here to a copy to find out)."""
         version = await self._server.store.read(type_, id_)

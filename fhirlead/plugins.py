@@ -45,6 +45,10 @@ class Operation:
     resource_types: frozenset[str] = frozenset()  # empty: any type
     affects_state: bool = False  # such operations may only be invoked with POST
     definition: dict[str, Any] | None = field(default=None, compare=False)  # its OperationDefinition
+    # What a caller's access token must allow: `await authorize(policy, call)` raises FhirError(403) to
+    # refuse. None: the default rule of `fhirlead.auth.enforce.Policy.authorize_operation` (deny unless
+    # an unrestricted user/ or system/ scope covers the type).
+    authorize: Callable[[Any, OperationCall], Awaitable[None]] | None = field(default=None, compare=False)
 
     def allowed_at(self, level: str, type_: str | None) -> bool:
         on_level = {"system": self.system, "type": self.type_level, "instance": self.instance}[level]

@@ -19,4 +19,7 @@ async def handle(
     if request.method == "GET" and operation.affects_state:
         raise FhirError(405, [Issue("not-supported", f"${name} changes data: invoke it with POST")],
                         {"Allow": "POST"})
-    return await operation.handler(OperationCall(server, request, type_, id_))
+    call = OperationCall(server, request, type_, id_)
+    if request.access is not None:
+        await request.access.authorize_operation(operation, call)
+    return await operation.handler(call)
