@@ -103,8 +103,8 @@ def add_client(args: argparse.Namespace) -> int:
         if not jwks_url_allowed(args.jwks_url):
             return _fail("--jwks-url must be https (http only on a loopback address)")
         client.jwks_url = args.jwks_url
-    if not client.uses_key and not client.redirect_uris:
-        return _fail("a client that signs users in needs at least one --redirect-uri")
+    if client.public and not client.redirect_uris:
+        return _fail("a public client signs users in: it needs at least one --redirect-uri")
     asyncio.run(with_registry(args.store, lambda registry: registry.save_client(client)))
     print(f"client {client.client_id} registered")
     return 0

@@ -29,6 +29,7 @@ REFRESH = "refresh"
 FAMILY = "family"
 REVOCATION_POLL = 1.0
 LEEWAY = 5  # seconds of clock skew tolerated
+VERIFIED_CACHE_SIZE = 10_000
 
 
 def digest(secret: str) -> str:
@@ -77,6 +78,7 @@ class TokenService:
         self.access_lifetime = access_lifetime
         self.refresh_lifetime = refresh_lifetime
         self._revoked: set[str] = set()
+        self._verified: dict[tuple[str, str], Grant] = {}
         self._revoked_loaded = float("-inf")
 
     async def access_token(self, authorization: Authorization, issuer: str, audience: str) -> str:
@@ -95,7 +97,24 @@ class TokenService:
         return await self.keys.sign(claims)
 
     async def verify(self, token: str, audience: str) -> Grant:
-        """The grant of a valid, unexpired, unrevoked access token for `audience`; InvalidToken otherwise."""
+        """The grant of a valid, unexpired, unrevoked access token for `audience`; InvalidToken otherwise.
+
+        A token whose signature was verified once is remembered (per process, bounded): the signature
+        check is most of the cost of a small read. Expiry and revocation are checked every time."""
+        cached = self._verified.get((token, audience))
+        if cached is not None:
+            if cached.expires + LEEWAY < time.time():
+                raise InvalidToken("the access token has expired")
+            if await self.revoked(cached):
+                raise InvalidToken("the access token has been revoked")
+            return cached
+        grant = await self._verify_signed(token, audience)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[(token, audience)] = grant
+        return grant
+
+    async def _verify_signed(self, token: str, audience: str) -> Grant:
         claims = await self.keys.verify(token)
         now = time.time()
         exp = claims.get("exp")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from bench_token import bench_token
 
 HEADERS = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 
@@ -57,12 +58,14 @@ async def timed(client: httpx.AsyncClient, method: str, url: str, body: bytes | 
 Job = tuple[str, str, bytes | None]
 
 
-async def drive(jobs: list[Job], base: str, concurrency: int) -> tuple[float, list[float], list[str]]:
+async def drive(
+    jobs: list[Job], base: str, concurrency: int, headers: dict[str, str]
+) -> tuple[float, list[float], list[str]]:
     queue = list(reversed(jobs))
     latencies: list[float] = []
     locations: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60, headers=headers) as client:
         async def worker() -> None:
             while queue:
                 method, url, body = queue.pop()
@@ -105,12 +108,13 @@ async def main(args: argparse.Namespace) -> None:
         else:
             raise SystemExit("server not ready after 30 s")
         print(f"machine: {os.cpu_count()} cores; store {store}; concurrency {args.concurrency}")
+        headers = {"Authorization": f"Bearer {bench_token(store, f'http://127.0.0.1:{port}')}"}
         creates = [("POST", "Patient", patient(n)) for n in range(args.creates)]
-        elapsed, latencies, locations = await drive(creates, base, args.concurrency)
+        elapsed, latencies, locations = await drive(creates, base, args.concurrency, headers)
         report("create", len(creates), elapsed, latencies)
         ids = [location.split("/fhir/")[1].split("/_history")[0] for location in locations]
         reads = [("GET", random.choice(ids), None) for _ in range(args.reads)]
-        elapsed, latencies, _ = await drive(reads, base, args.concurrency)
+        elapsed, latencies, _ = await drive(reads, base, args.concurrency, headers)
         report("read", len(reads), elapsed, latencies)
     finally:
         server.terminate()

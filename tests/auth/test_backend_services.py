@@ -170,6 +170,7 @@ async def test_introspection_and_revocation(app: FastAPI, http: httpx.AsyncClien
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    assert (await http.get("/fhir/Observation", headers=headers)).status_code == 200  # verified, then remembered
     active = await introspect(token)
     assert active["active"] is True and active["scope"] == "system/Observation.rs" and active["client_id"] == "ehr"
     assert (await introspect("garbage"))["active"] is False
