@@ -23,7 +23,7 @@ from fhirlead.storage.records import RecordConflict, Records
 KIND = "signing-key"
 ACCESS_ALG = "ES256"
 ID_TOKEN_ALG = "RS256"
-_RELOAD_INTERVAL = 1.0  # an unknown kid reloads the key set at most this often
+_RELOAD_INTERVAL = 1.0  # the published key set is re-read at most this often
 
 
 class InvalidToken(Exception):
@@ -43,6 +43,7 @@ class KeyRing:
         self._token_lifetime = token_lifetime
         self._keys: dict[str, tuple[str, float, ECKey | RSAKey]] = {}  # kid -> (alg, created, key)
         self._loaded_at = 0.0
+        self._missing: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -86,8 +87,12 @@ class KeyRing:
         kid = header.get("kid")
         if header.get("alg") != alg or not isinstance(kid, str):
             raise InvalidToken("unexpected signing algorithm or no key id")
-        if kid not in self._keys and time.monotonic() - self._loaded_at > _RELOAD_INTERVAL:
-            await self.load()
+        if kid not in self._keys and kid not in self._missing:
+            await self.load()  # a key another process created since we last looked
+            if kid not in self._keys:
+                if len(self._missing) > 10_000:
+                    self._missing.clear()
+                self._missing.add(kid)  # asked once: a flood of made-up kids costs one load each, not more
         found = self._keys.get(kid)
         if found is None:
             raise InvalidToken("signed by an unknown key")

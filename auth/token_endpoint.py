@@ -86,6 +86,8 @@ async def _response(auth: AuthServer, authorization: Authorization, fhir_base: s
     scopes = split(authorization.scope)
     if refresh:
         body["refresh_token"] = await auth.tokens.refresh_token(authorization)
+    if "fhirUser" in scopes and authorization.fhir_user:
+        body["fhirUser"] = f"{issuer}/{authorization.fhir_user}"
     if "openid" in scopes and authorization.fhir_user:
         body["id_token"] = await _id_token(auth, authorization, issuer, nonce, "fhirUser" in scopes)
     return body

@@ -78,6 +78,7 @@ async def test_standalone_launch_with_patient_picker(world: FastAPI) -> None:
     jwks = (await httpx.AsyncClient(transport=httpx.ASGITransport(app=world)).get(f"{ROOT}/auth/jwks")).json()
     id_token = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
     assert id_token.claims["fhirUser"] == f"{FHIR}/Practitioner/dr" and id_token.claims["aud"] == "app"
+    assert token["fhirUser"] == f"{FHIR}/Practitioner/dr"
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=world), base_url=FHIR, headers=headers) as fhir:
         assert (await fhir.get("Patient/p1")).status_code == 200
