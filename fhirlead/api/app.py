@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from fhirlead.api.cors import ApiCors
 from fhirlead.api.dispatch import dispatch
 from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
@@ -78,11 +79,12 @@ async def fhir_endpoint(request: Request) -> Response:
     server: Server = request.app.state.server
     path = request.path_params.get("path", "")
     pretty = request.query_params.get("_pretty", "").lower() == "true"
+    segments = [segment for segment in path.split("/") if segment]
+    fhir_request: FhirRequest | None = None
     try:
         fhir_request = await to_fhir_request(request, path, server.settings)
         pretty = wants_pretty(fhir_request)
         negotiate(fhir_request)
-        segments = [segment for segment in path.split("/") if segment]
         if server.auth is not None and not is_public(request.method, segments):
             fhir_request.access = await policy_for(server, request.headers.get("authorization"),
                                                    fhir_request.base_url)
@@ -94,6 +96,15 @@ async def fhir_endpoint(request: Request) -> Response:
         response = error_response(
             FhirError(500, [Issue("exception", "Internal server error; the incident has been logged")]), pretty
         )
+    audit = getattr(server, "audit", None)
+    if audit is not None and not is_public(request.method, segments):
+        try:  # queues the AuditEvent (fhirlead.audit): never awaits the store, never fails the request
+            audit.rest(method=request.method, segments=segments, status=response.status_code, request=fhir_request,
+                       headers=response.headers, body=response.body,
+                       address=request.client.host if request.client else None)
+        except Exception as error:
+            log.error("could not record the audit event of a %s request (%s)", request.method,
+                      type(error).__name__)
     if request.method == "HEAD":
         response.body = b""
     return response
@@ -116,6 +127,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             await app.state.server.stop()
 
     app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(ApiCors)
     app.add_route("/healthz", health, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
