@@ -18,6 +18,9 @@ from typing import TextIO
 
 import orjson
 
+from fhirlead.auth.keys import KIND as SIGNING_KEY
+from fhirlead.auth.registry import CLIENT, USER
+from fhirlead.auth.tokens import FAMILY, REFRESH, REVOKED
 from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.storage.factory import open_store
@@ -76,9 +79,22 @@ async def copy_store(source: Store, target: Store, progress: Progress | None = N
     if pending:
         copied += len(pending)
         await flush()
+    await copy_records(source, target)
     if progress:
         progress.update(copied, len(resources), final=True)
     return copied
+
+
+# The records that outlive a request: who may sign in and call (clients, users), the keys that signed
+# live tokens, and the refresh-token families and revocations those tokens depend on. Short-lived ones
+# (codes, pending sign-ins, launches, throttles, jti) are not worth moving.
+DURABLE_RECORDS = (CLIENT, USER, SIGNING_KEY, REFRESH, FAMILY, REVOKED)
+
+
+async def copy_records(source: Store, target: Store) -> None:
+    for kind in DURABLE_RECORDS:
+        for record in await source.records.list(kind):
+            await target.records.put(kind, record.key, record.doc, expires=record.expires)
 
 
 async def copy_urls(source_url: str, target_url: str, progress: Progress | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +52,17 @@ async def test_copy_keeps_every_version_through_mongo_and_back(tmp_path: Path) -
     await middle.open()
     await back.open()
     try:
+        await source.records.put("client", "ehr", {"client_id": "ehr"})
+        await source.records.put("jti", "ehr:1", {}, expires=time.time() + 60)
         assert await copy_store(source, middle, batch=2) == 6
         assert await copy_store(middle, back) == 6
         original = await _all(source)
         assert [v.method for v in original] == ["PUT"] * 4 + ["DELETE", "PUT"]
         assert await _all(middle) == original
         assert await _all(back) == original
+        for store in (middle, back):  # durable records (clients, users, keys) move too; replay records do not
+            assert (await store.records.get("client", "ehr")).doc == {"client_id": "ehr"}  # type: ignore[union-attr]
+            assert await store.records.get("jti", "ehr:1") is None
         for store in (source, middle, back):
             assert await _names(store) == ["b", "a"]  # index re-derived: Al Smythe before Ann Smith
             assert (await store.read("Patient", "a")).version == 2  # type: ignore[union-attr]
