@@ -301,5 +301,5 @@ def _audit_sign_in(request: Request, client_id: str, username: str, fhir_user: s
                    detail: str | None) -> None:
     audit = getattr(request.app.state.server, "audit", None)
     if audit is not None:
-        audit.authorization(kind="sign-in", outcome=outcome, client_id=client_id, username=username,
+        audit.authorization(kind="login", outcome=outcome, client_id=client_id, username=username,
                             fhir_user=fhir_user, address=_address(request), detail=detail)

@@ -82,16 +82,31 @@ async def read_form(request: Request) -> dict[str, str]:
     return form
 
 
+def audit(request: Request, kind: str, success: bool, client_id: str | None, detail: str | None = None,
+          grant: Any = None) -> None:
+    """An authorization event for the audit trail (never a token, secret or code)."""
+    trail = getattr(request.app.state.server, "audit", None)
+    if trail is not None:
+        trail.authorization(kind=kind, outcome=success, client_id=client_id,
+                            username=getattr(grant, "subject", None), fhir_user=getattr(grant, "fhir_user", None),
+                            address=request.client.host if request.client else None, detail=detail)
+
+
 async def token(request: Request) -> Response:
+    client_id: str | None = None
     try:
         auth = _auth(request)
         base = fhir_base(request)
         form = await read_form(request)
         client = await auth.clients.authenticate(form, request.headers.get("authorization"),
                                                  auth_base(base) + "/token")
+        client_id = client.client.client_id
         body = await exchange(auth, client, form, base, base)
     except OAuthError as error:
+        audit(request, "token-refused", False, client_id, error.error)
         return oauth_error(error)
+    issued = await _auth(request).tokens.verify(body["access_token"], base)
+    audit(request, "token-issued", True, client_id, grant=issued)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -146,6 +161,7 @@ async def revoke(request: Request) -> Response:
         await _revoke(auth, form.get("token", ""), client.client.client_id, base)
     except OAuthError as error:
         return oauth_error(error)
+    audit(request, "token-revoked", True, client.client.client_id)
     return Response(status_code=200, headers=NO_STORE)
 
 

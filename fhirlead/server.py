@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhirlead.audit import AuditTrail
 from fhirlead.auth.service import AuthServer
 from fhirlead.plugins import OperationRegistry
 from fhirlead.search.extract import Extractor
@@ -28,6 +29,10 @@ class Server:
     operations: OperationRegistry
     auth: AuthServer | None  # the SMART authorization server; None when authorization is off
     memo: dict[Any, Any] = field(default_factory=dict)  # per-server derived values (e.g. capabilities)
+    # The audit trail (`fhirlead.audit.AuditTrail`): running when authorization is on, else None. The FHIR
+    # endpoint records every interaction with `audit.rest(...)`, the auth endpoints sign-ins and token
+    # events with `audit.authorization(kind=..., outcome=..., client_id=..., username=..., ...)`.
+    audit: AuditTrail | None = None
 
     @classmethod
     async def start(cls, settings: Settings, store: Store | None = None) -> Server:
@@ -39,7 +44,14 @@ class Server:
         auth = AuthServer.build(store.records, settings) if settings.auth else None
         if auth is None:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
-        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover(), auth)
+        extractor = Extractor(search)
+        server = cls(settings, store, Validator(), search, extractor, OperationRegistry.discover(), auth)
+        if auth is not None:
+            server.audit = AuditTrail(store, extractor)
+            await server.audit.start()
+        return server
 
     async def stop(self) -> None:
+        if self.audit is not None:
+            await self.audit.stop()  # writes what is still queued while the store is open
         await self.store.close()

@@ -16,6 +16,9 @@ from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion
 
 CURSOR = "_cursor"
+# Resources the server records about its own use (its audit trail): every request adds some, so they
+# would flood system history (which EHRs poll to synchronise). `AuditEvent/_history` lists them.
+SERVER_RECORDED = ("AuditEvent",)
 
 
 def since_micros(request: FhirRequest) -> int | None:
@@ -55,10 +58,12 @@ def history_entry(base_url: str, version: ResourceVersion) -> bytes:
     )
 
 
-async def history(server: Server, request: FhirRequest, type_: str | None, id_: str | None) -> FhirResponse:
+async def history(
+    server: Server, request: FhirRequest, type_: str | None, id_: str | None, exclude_types: tuple[str, ...] = ()
+) -> FhirResponse:
     count = page_size(request, server.settings)
     since = since_micros(request)
-    page = await server.store.history(type_, id_, since, count, cursor(request))
+    page = await server.store.history(type_, id_, since, count, cursor(request), exclude_types)
     versions = page.versions
     if request.access is not None:  # a page may come out shorter: the cursor still moves on
         versions = [version for version in versions if request.access.version_visible(version, "r")]
@@ -82,4 +87,4 @@ async def handle_type(server: Server, request: FhirRequest, type_: str) -> FhirR
 
 
 async def handle_system(server: Server, request: FhirRequest) -> FhirResponse:
-    return await history(server, request, None, None)
+    return await history(server, request, None, None, SERVER_RECORDED)

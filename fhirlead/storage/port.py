@@ -141,8 +141,10 @@ class Store(Protocol):
         since_us: int | None,
         count: int,
         cursor: str | None,
+        exclude_types: tuple[str, ...] = (),
     ) -> HistoryPage:
-        """Versions newest first: of one resource, one type, or the whole system (type_ None)."""
+        """Versions newest first: of one resource, one type, or the whole system (type_ None), leaving
+        out the versions of `exclude_types`."""
         ...
 
     async def search(self, query: SearchQuery) -> SearchPage: ...

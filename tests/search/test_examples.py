@@ -18,7 +18,10 @@ def _of(examples: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:
 async def test_every_example_is_found_by_paging_system_search(
     examples_client: httpx.AsyncClient, examples: list[dict[str, Any]]
 ) -> None:
-    expected = {f"{r['resourceType']}/{r['id']}" for r in examples}
+    # AuditEvents are left out of a search without _type (the audit trail grows with every request)
+    expected = {f"{r['resourceType']}/{r['id']}" for r in examples if r["resourceType"] != "AuditEvent"}
+    audit_events = {f"AuditEvent/{r['id']}" for r in examples if r["resourceType"] == "AuditEvent"}
+    assert audit_events <= set(ids(await search(examples_client, "?_type=AuditEvent&_count=100")))
     seen: list[str] = []
     bundle = await search(examples_client, "?_count=100&_total=accurate")
     assert bundle["total"] == len(expected)

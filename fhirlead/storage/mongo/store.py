@@ -113,10 +113,11 @@ class MongoStore:
         return None if doc is None else (await access.versions([doc]))[0]
 
     async def history(
-        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None
+        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None,
+        exclude_types: tuple[str, ...] = (),
     ) -> HistoryPage:
         access = self._access()
-        filter_: dict[str, Any] = {}
+        filter_: dict[str, Any] = {"type": {"$nin": list(exclude_types)}} if exclude_types else {}
         if type_ is not None:
             filter_["type"] = type_
             if id_ is not None:

@@ -95,9 +95,10 @@ class SqliteStore:
         return await self._on_reader(lambda conn: rows.read_version(conn, type_, id_, version))
 
     async def history(
-        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None
+        self, type_: str | None, id_: str | None, since_us: int | None, count: int, cursor: str | None,
+        exclude_types: tuple[str, ...] = (),
     ) -> HistoryPage:
-        return await self._on_reader(lambda conn: _history(conn, type_, id_, since_us, count, cursor))
+        return await self._on_reader(lambda conn: _history(conn, type_, id_, since_us, count, cursor, exclude_types))
 
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._on_reader(lambda conn: search.execute(conn, query))
@@ -345,8 +346,12 @@ def _history(
     since_us: int | None,
     count: int,
     cursor: str | None,
+    exclude_types: tuple[str, ...] = (),
 ) -> HistoryPage:
     where, params = [], []
+    if exclude_types:
+        where.append(f"v.type NOT IN ({', '.join('?' * len(exclude_types))})")
+        params += list(exclude_types)
     if type_ is not None and id_ is not None:
         where.append("r.type = ? AND r.id = ?")
         params += [type_, id_]
