@@ -46,9 +46,11 @@ class Server:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
         extractor = Extractor(search)
         server = cls(settings, store, Validator(), search, extractor, OperationRegistry.discover(), auth)
-        if auth is not None:
+        if auth is not None and settings.audit:
             server.audit = AuditTrail(store, extractor)
             await server.audit.start()
+        elif auth is not None:
+            log.warning("THE AUDIT TRAIL IS OFF (FHIRLEAD_AUDIT=off): requests are not recorded as AuditEvents")
         return server
 
     async def stop(self) -> None:

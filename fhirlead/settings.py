@@ -22,6 +22,9 @@ class Settings:
     max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))
     # Authorization (SMART on FHIR) is on unless explicitly turned off (FHIRLEAD_AUTH=off).
     auth: bool = field(default_factory=lambda: _env("AUTH", "on").lower() not in ("off", "false", "0", "no"))
+    # The audit trail (AuditEvents for every request) runs whenever authorization is on, unless
+    # FHIRLEAD_AUDIT=off (for measurements; the server warns at start-up).
+    audit: bool = field(default_factory=lambda: _env("AUDIT", "on").lower() not in ("off", "false", "0", "no"))
     access_token_seconds: int = field(default_factory=lambda: int(_env("ACCESS_TOKEN_SECONDS", "900")))
     refresh_token_seconds: int = field(default_factory=lambda: int(_env("REFRESH_TOKEN_SECONDS", str(30 * 86400))))
     key_rotation_seconds: int = field(default_factory=lambda: int(_env("KEY_ROTATION_SECONDS", str(86400))))

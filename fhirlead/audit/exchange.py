@@ -97,8 +97,8 @@ def classify(method: str, segments: tuple[str, ...]) -> tuple[str, str, str | No
     return interaction, action, target
 
 
-def audit_event(exchange: Exchange, caller: Caller) -> dict[str, Any]:
-    """The AuditEvent for `exchange` made by `caller`."""
+def audit_event(exchange: Exchange, caller: Caller, recorded: str | None = None) -> dict[str, Any]:
+    """The AuditEvent for `exchange` made by `caller` (`recorded`: when it happened; default now)."""
     interaction, action, target = classify(exchange.method, exchange.segments)
     if target == "bundle:handle" and exchange.bundle_type == "transaction":
         interaction = "transaction"
@@ -114,7 +114,7 @@ def audit_event(exchange: Exchange, caller: Caller) -> dict[str, Any]:
         entities.append(query_entity(query_string(exchange.params), "/".join(exchange.segments) or None))
     operation = _operation_name(exchange.segments) if target == "operation:handle" else None
     return rest_event(interaction=interaction, action=action, status=exchange.status, caller=caller,
-                      entities=entities[:MAX_ENTITIES], export=operation == "export")
+                      entities=entities[:MAX_ENTITIES], export=operation == "export", recorded=recorded)
 
 
 def query_string(params: Iterable[tuple[str, str]]) -> str:

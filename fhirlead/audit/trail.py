@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from fhirlead.audit.event import AUDIT_EVENT, Caller, authorization_event
+from fhirlead.audit.event import AUDIT_EVENT, Caller, authorization_event, now
 from fhirlead.audit.exchange import Exchange
 from fhirlead.audit.exchange import audit_event as rest_audit_event
 
 log = logging.getLogger(__name__)
+
+# An event, or (for REST interactions) what builds it: the request path only takes the facts down.
+Pending = dict[str, Any] | Callable[[], dict[str, Any]]
 
 CAPACITY = 10_000
 BATCH = 500
@@ -41,7 +45,7 @@ class AuditTrail:
         self._store = store
         self._extractor = extractor
         self._batch = batch
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(capacity)
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
         self._overflow: set[asyncio.Task[None]] = set()
         self.written = 0  # events stored so far
@@ -111,7 +115,8 @@ class AuditTrail:
                 bundle_type=parsed.get("type") if isinstance(parsed, dict) else None,
                 token_patient=getattr(grant, "patient", None),
             )
-            self._record(rest_audit_event(exchange, _caller(grant, address)))
+            # Only the facts are taken here; the event is built by the writer, off the request path.
+            self._record(functools.partial(rest_audit_event, exchange, _caller(grant, address), now()))
         except Exception as error:  # auditing must never break the request
             log.error("could not record an audit event for a %s request (%s)", method, type(error).__name__)
 
@@ -151,7 +156,7 @@ class AuditTrail:
         except Exception as error:
             log.error("could not record an authorization audit event (%s)", type(error).__name__)
 
-    def _record(self, event: dict[str, Any]) -> None:
+    def _record(self, event: Pending) -> None:
         if self._task is None:
             log.error("the audit trail is not running: an audit event was not recorded")
             self.lost += 1
@@ -178,7 +183,7 @@ class AuditTrail:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _write(self, events: list[dict[str, Any]]) -> None:
+    async def _write(self, events: list[Pending]) -> None:
         """Store `events` in one unit of work; on failure, retry once, each event on its own."""
         try:
             await self._store_all(events)
@@ -199,11 +204,14 @@ class AuditTrail:
             log.error("%d audit events could not be written after a retry (%s)", sum(failures.values()),
                       ", ".join(sorted(failures)))
 
-    async def _store_all(self, events: list[dict[str, Any]]) -> None:
+    async def _store_all(self, events: list[Pending]) -> None:
         items = []
-        for event in events:
+        for number, pending in enumerate(events):
+            event = pending() if callable(pending) else pending
             event.setdefault("id", _new_id())
             items.append((AUDIT_EVENT, event["id"], event, self._extractor.extract(event)))
+            if number % 50 == 49:
+                await asyncio.sleep(0)  # a big batch must not hold the event loop: requests go first
         async with self._store.unit_of_work() as uow:
             await uow.create_many(items, "POST")
 
