@@ -163,7 +163,9 @@ class Policy:
             raise forbidden("Conditional writes need a user/ or system/ scope without search parameters")
         if any(f.unrestricted for f in filters):
             return
-        if target in INSTANCE_TARGETS:
+        if target == "vread:handle":
+            await self.require_version_visible(type_, arguments[1], arguments[2])
+        elif target in INSTANCE_TARGETS:
             await self.require_visible(type_, arguments[1], "r", missing_ok=permission in ("u", "d"))
         if target in ("create:handle", "update:handle"):
             self.check_new_content(type_, request.resource_body(), permission)
@@ -226,6 +228,13 @@ class Policy:
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
         if version.body is None or not self.admits(orjson.loads(version.body), filters):
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
+
+    async def require_version_visible(self, type_: str, id_: str, version_id: str) -> None:
+        """vread: the version asked for must be visible itself (a resource may have moved between
+        patients; its current version says nothing about the old ones)."""
+        version = await self._server.store.vread(type_, id_, int(version_id)) if version_id.isdigit() else None
+        if version is not None and not self.version_visible(version, "r"):
+            raise FhirError(404, [Issue("not-found", f"{type_}/{id_} version {version_id} is not known")])
 
     def check_new_content(self, type_: str, resource: Any, permission: str) -> None:
         """A resource about to be written must stay within what the token reaches."""

@@ -181,3 +181,15 @@ async def test_audit_events_need_admin_or_system(world: FastAPI) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=world), base_url=FHIR,
                                  headers={"Authorization": f"Bearer {forged}"}) as anonymous:
         assert (await anonymous.get("AuditEvent")).status_code == 401
+
+
+async def test_versions_from_before_a_move_stay_with_their_patient(fhir: httpx.AsyncClient, world: FastAPI) -> None:
+    system = await client_for_system(world)
+    moved = observation("ob-lab", "pa", "laboratory")  # B's observation, re-attributed to A (version 2)
+    assert (await system.put("Observation/ob-lab", content=orjson.dumps(moved),
+                             headers={"Content-Type": "application/fhir+json"})).status_code == 200
+    assert (await fhir.get("Observation/ob-lab")).status_code == 200
+    assert (await fhir.get("Observation/ob-lab/_history/2")).status_code == 200
+    assert (await fhir.get("Observation/ob-lab/_history/1")).status_code == 404
+    history = (await fhir.get("Observation/ob-lab/_history")).json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2"]
