@@ -30,6 +30,7 @@ FAMILY = "family"
 REVOCATION_POLL = 1.0
 LEEWAY = 5  # seconds of clock skew tolerated
 VERIFIED_CACHE_SIZE = 10_000
+ONLINE_REFRESH_SECONDS = 30 * 60
 
 
 def digest(secret: str) -> str:
@@ -161,9 +162,16 @@ class TokenService:
     async def refresh_token(self, authorization: Authorization) -> str:
         token = new_secret()
         doc = {**authorization.__dict__, "used": False}
-        await self._records.put(REFRESH, digest(token), doc, expires=time.time() + self.refresh_lifetime,
+        await self._records.put(REFRESH, digest(token), doc, expires=time.time() + self._lifetime_of(authorization),
                                 expected_rev=0)
         return token
+
+    def _lifetime_of(self, authorization: Authorization) -> float:
+        """offline_access: the full refresh lifetime; online_access (SMART: usable while the user is
+        online) only ONLINE_REFRESH_SECONDS from each use, so a refresh chain dies once the app stops."""
+        if "offline_access" in split(authorization.scope):
+            return self.refresh_lifetime
+        return min(self.refresh_lifetime, ONLINE_REFRESH_SECONDS)
 
     async def redeem_refresh(self, token: str, client_id: str, scope: str | None = None) -> Authorization:
         """The authorization behind a refresh token, which is used up by this call, narrowed to `scope`

@@ -217,3 +217,14 @@ async def test_redirect_uri_must_match_at_the_token_endpoint(world: FastAPI) -> 
         code, verifier = await standalone_code(world, oauth)
         with pytest.raises(OAuth2Error, match="invalid_grant"):
             await oauth.fetch_token(TOKEN, code=code, code_verifier=verifier, redirect_uri=REDIRECT + "x")
+
+
+async def test_online_access_refresh_tokens_expire_sooner(world: FastAPI) -> None:
+    scope = "launch/patient openid fhirUser online_access patient/*.rs"
+    records = world.state.server.auth.records
+    async with oauth_client(world, "app", scope) as oauth:
+        code, verifier = await standalone_code(world, oauth, scope)
+        token = await oauth.fetch_token(TOKEN, code=code, code_verifier=verifier)
+    record = await records.get("refresh", digest(token["refresh_token"]))
+    assert record is not None and record.expires is not None
+    assert record.expires - time.time() <= 30 * 60 + 5  # online: half an hour from each use, not 30 days
