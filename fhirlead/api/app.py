@@ -9,6 +9,7 @@ unexpected exception becomes a 500 OperationOutcome without any internals; its t
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
@@ -91,8 +92,11 @@ async def fhir_endpoint(request: Request) -> Response:
         response = http_response(await dispatch(server, fhir_request, segments), pretty)
     except FhirError as error:
         response = error_response(error, pretty)
-    except Exception:
-        log.exception("unexpected error handling %s %s", request.method, request.url.path)
+    except Exception as error:
+        # Where it failed (the code's frames) and the error's class, never its message or the path's ids:
+        # both can carry patient data, and application logs must not.
+        log.error("unexpected %s handling %s on %s\n%s", type(error).__name__, request.method,
+                  segments[0] if segments else "the base", "".join(traceback.format_tb(error.__traceback__)))
         response = error_response(
             FhirError(500, [Issue("exception", "Internal server error; the incident has been logged")]), pretty
         )

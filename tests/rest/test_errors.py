@@ -120,3 +120,20 @@ async def test_unknown_path_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("Patient/p1/_history/1/extra")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_an_unexpected_failure_is_logged_without_its_message_or_ids(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fhirlead.interaction.read as read
+
+    details = "Maria Garcia, born 1961-04-12"  # (the traceback shows code lines: keep the data off the raise)
+
+    async def failing(*args: object) -> None:
+        raise RuntimeError(details)
+
+    monkeypatch.setattr(read, "handle", failing)
+    answer = await client.get("Patient/maria-garcia")
+    assert answer.status_code == 500 and answer.json()["resourceType"] == "OperationOutcome"
+    assert "RuntimeError" in caplog.text and "read.py" not in answer.text
+    assert "Maria" not in caplog.text and "maria-garcia" not in caplog.text and "1961" not in caplog.text
