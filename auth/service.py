@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
 from fhirlead.auth.client_auth import ClientAuthenticator
@@ -13,6 +16,8 @@ from fhirlead.settings import Settings
 from fhirlead.storage.records import Records
 
 AUTH_PREFIX = "/auth"
+PURGE_INTERVAL = 600  # seconds between removals of expired records
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +28,28 @@ class AuthServer:
     tokens: TokenService
     codes: Codes
     clients: ClientAuthenticator
+    housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin removing expired records (used codes, jti, launches, throttles…) in the background."""
+        self.housekeeping = asyncio.get_running_loop().create_task(self._purge_forever(), name="fhirlead-auth-purge")
+
+    async def stop(self) -> None:
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.housekeeping
+            self.housekeeping = None
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL)
+            try:
+                removed = await self.records.purge_expired()
+            except Exception as error:  # the next round tries again
+                log.warning("purging expired authorization records failed (%s)", type(error).__name__)
+            else:
+                log.debug("purged %d expired authorization records", removed)
 
     @classmethod
     def build(cls, records: Records, settings: Settings) -> AuthServer:

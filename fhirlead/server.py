@@ -44,6 +44,8 @@ class Server:
         auth = AuthServer.build(store.records, settings) if settings.auth else None
         if auth is None:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
+        else:
+            await auth.start()
         extractor = Extractor(search)
         server = cls(settings, store, Validator(), search, extractor, OperationRegistry.discover(), auth)
         if auth is not None and settings.audit:
@@ -56,4 +58,6 @@ class Server:
     async def stop(self) -> None:
         if self.audit is not None:
             await self.audit.stop()  # writes what is still queued while the store is open
+        if self.auth is not None:
+            await self.auth.stop()
         await self.store.close()

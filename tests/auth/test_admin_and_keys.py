@@ -150,3 +150,18 @@ async def test_rotated_keys_stay_published_until_their_tokens_expire(app: FastAP
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=FHIR) as http:
         for token in (old_token, new_token):
             assert (await http.get("Patient", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+
+async def test_expired_records_are_purged_in_the_background(settings: Settings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from fhirlead.api.app import create_app
+
+    monkeypatch.setattr("fhirlead.auth.service.PURGE_INTERVAL", 0.05)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        records = app.state.server.auth.records
+        await records.put("jti", "old", {}, expires=time.time() - 1)
+        await records.put("jti", "live", {}, expires=time.time() + 60)
+        await asyncio.sleep(0.3)
+        assert await records.purge_expired() == 0  # the housekeeping task got there first
+        assert await records.get("jti", "live") is not None
