@@ -23,8 +23,10 @@ import httpx
 from bench_token import bench_token
 from rest import free_port
 
-# The server on one core and wrk on the other: on a shared 2-core VM this halves the run-to-run spread.
-PIN_SERVER, PIN_CLIENT = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if shutil.which("taskset") else ([], [])
+# --pin: the server on one core and wrk on the other (on a shared 2-core VM this halves the run-to-run
+# spread, but the audit writer process then shares the server's core). Set by main().
+PIN_SERVER: list[str] = []
+PIN_CLIENT: list[str] = []
 
 
 def start(store: str, port: int, auth: str, extra_env: dict[str, str]) -> subprocess.Popen:
@@ -55,6 +57,9 @@ def wrk(url: str, seconds: int, connections: int, token: str | None) -> float:
 
 
 def main(args: argparse.Namespace) -> None:
+    global PIN_SERVER, PIN_CLIENT
+    if args.pin and shutil.which("taskset"):
+        PIN_SERVER, PIN_CLIENT = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="fhirlead-bench-auth-"))
@@ -64,6 +69,7 @@ def main(args: argparse.Namespace) -> None:
     scenarios = {"auth off": ("off", {}), "bearer token": ("on", {})}
     if args.audit_off_too:
         scenarios["token, no audit"] = ("on", {"FHIRLEAD_AUDIT": "off"})
+        scenarios["token, audit inline"] = ("on", {"FHIRLEAD_AUDIT_WRITER": "inline"})
     try:
         server = start(store, port, "on", {})
         token = bench_token(store, root, "system/*.cruds")
@@ -99,5 +105,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--audit-off-too", action="store_true", help="also measure a token without the audit trail")
+    parser.add_argument("--audit-off-too", action="store_true",
+                        help="also measure a token without the audit trail, and with the trail written in process")
+    parser.add_argument("--pin", action="store_true", help="server on core 0, wrk on core 1 (taskset)")
     main(parser.parse_args())

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhirlead.audit import AuditTrail
+from fhirlead.audit.writer import ProcessWriter
 from fhirlead.auth.service import AuthServer
 from fhirlead.plugins import OperationRegistry
 from fhirlead.search.extract import Extractor
@@ -49,7 +50,9 @@ class Server:
         extractor = Extractor(search)
         server = cls(settings, store, Validator(), search, extractor, OperationRegistry.discover(), auth)
         if auth is not None and settings.audit:
-            server.audit = AuditTrail(store, extractor)
+            writer = ProcessWriter(settings.store) if settings.audit_writer == "process" and _openable(settings.store) \
+                else None
+            server.audit = AuditTrail(store, extractor, writer=writer)
             await server.audit.start()
         elif auth is not None:
             log.warning("THE AUDIT TRAIL IS OFF (FHIRLEAD_AUDIT=off): requests are not recorded as AuditEvents")
@@ -61,3 +64,8 @@ class Server:
         if self.auth is not None:
             await self.auth.stop()
         await self.store.close()
+
+
+def _openable(url: str) -> bool:
+    """Whether another process can open the store from its URL (not an in-process test stand-in)."""
+    return url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://"))

@@ -6,6 +6,7 @@ search and bundle suites run against every backend.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,10 @@ from fhirlead.settings import Settings
 from fhirlead.storage.factory import register_scheme
 from tests import backends
 from tests.tokens import bearer
+
+# Hundreds of apps start in a run: their audit trails write in process (a writer process per app would
+# cost a second each). tests/audit/test_writer_process.py runs the writer process itself.
+os.environ.setdefault("FHIRLEAD_AUDIT_WRITER", "inline")
 
 BASE = "http://testserver/fhir"
 FHIR_JSON = "application/fhir+json"

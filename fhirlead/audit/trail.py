@@ -18,9 +18,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fhirlead.audit.event import AUDIT_EVENT, Caller, authorization_event, now
+from fhirlead.audit.event import Caller, authorization_event, now
 from fhirlead.audit.exchange import Exchange
 from fhirlead.audit.exchange import audit_event as rest_audit_event
+from fhirlead.audit.writer import InlineWriter, ProcessWriter, WriterFailed
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,14 @@ BATCH = 500
 RETRY_DELAY = 0.05  # seconds before the one retry
 
 
-def _new_id() -> str:
-    from fhirlead.interaction.create import new_id  # ids exactly as a create assigns them
-
-    return new_id()
-
-
 class AuditTrail:
     """The server's audit trail. `store` is the server's store, `extractor` its index extractor."""
 
-    def __init__(self, store: Any, extractor: Any, *, capacity: int = CAPACITY, batch: int = BATCH) -> None:
+    def __init__(self, store: Any, extractor: Any, *, capacity: int = CAPACITY, batch: int = BATCH,
+                 writer: InlineWriter | ProcessWriter | None = None) -> None:
         self._store = store
         self._extractor = extractor
+        self._writer: InlineWriter | ProcessWriter = writer or InlineWriter(store, extractor)
         self._batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
@@ -55,6 +52,11 @@ class AuditTrail:
 
     async def start(self) -> None:
         if self._task is None:
+            try:
+                await self._writer.start()
+            except WriterFailed as error:
+                log.warning("%s: audit events are written in the server process instead", error)
+                self._writer = InlineWriter(self._store, self._extractor)
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="fhirlead-audit-trail")
 
     async def flush(self) -> None:
@@ -73,6 +75,7 @@ class AuditTrail:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await self._writer.stop()
 
     @property
     def running(self) -> bool:
@@ -205,16 +208,14 @@ class AuditTrail:
                       ", ".join(sorted(failures)))
 
     async def _store_all(self, events: list[Pending]) -> None:
-        items = []
-        for number, pending in enumerate(events):
-            event = pending() if callable(pending) else pending
-            event.setdefault("id", _new_id())
-            items.append((AUDIT_EVENT, event["id"], event, self._extractor.extract(event)))
-            if number % 50 == 49:
-                await asyncio.sleep(0)  # a big batch must not hold the event loop: requests go first
-        async with self._store.unit_of_work() as uow:
-            await uow.create_many(items, "POST")
-
+        try:
+            await self._writer.write(events)
+        except WriterFailed as error:
+            if not isinstance(self._writer, ProcessWriter) or self._writer.alive:
+                raise
+            log.error("%s: audit events are written in the server process from now on", error)
+            self._writer = InlineWriter(self._store, self._extractor)
+            await self._writer.write(events)
 
 def _caller(grant: Any, address: str | None) -> Caller:
     """Who called, from the token's grant (None: no or an invalid token). A system token's subject is its
