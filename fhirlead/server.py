@@ -47,16 +47,20 @@ class Server:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
         else:
             await auth.start()
-        extractor = Extractor(search)
-        server = cls(settings, store, Validator(), search, extractor, OperationRegistry.discover(), auth)
-        if auth is not None and settings.audit:
-            writer = ProcessWriter(settings.store) if settings.audit_writer == "process" and _openable(settings.store) \
-                else None
-            server.audit = AuditTrail(store, extractor, writer=writer)
-            await server.audit.start()
-        elif auth is not None:
+        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover(), auth)
+
+    async def start_audit(self) -> None:
+        """Start recording requests as AuditEvents (when authorization is on): the HTTP app does this;
+        tools that only load or copy data serve no requests and need no trail."""
+        if self.auth is None:
+            return
+        if not self.settings.audit:
             log.warning("THE AUDIT TRAIL IS OFF (FHIRLEAD_AUDIT=off): requests are not recorded as AuditEvents")
-        return server
+            return
+        in_child = self.settings.audit_writer == "process" and _openable(self.settings.store)
+        writer = ProcessWriter(self.settings.store) if in_child else None
+        self.audit = AuditTrail(self.store, self.extractor, writer=writer)
+        await self.audit.start()
 
     async def stop(self) -> None:
         if self.audit is not None:

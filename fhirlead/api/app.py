@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.server = await Server.start(settings, store)
+        await app.state.server.start_audit()
         try:
             yield
         finally:
