@@ -41,6 +41,7 @@ def how_to(root: str) -> str:
     return (
         "\n  Authorization is ON. Make an authorised request (HbA1c results) in one copy-paste:\n\n"
         f"    {token} && {read}\n\n"
-        f"  Sign in (SMART apps, client id {APP!r}): {root}/auth/authorize — sample users: {users}\n"
+        f"  SMART apps: discovery at {root}/fhir/.well-known/smart-configuration; the public client {APP!r}\n"
+        f"  (redirect {root}/callback) signs users in at {root}/auth/authorize — sample users: {users}\n"
         "  These sample accounts are for local development only.\n"
     )
