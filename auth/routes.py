@@ -105,7 +105,10 @@ async def token(request: Request) -> Response:
     except OAuthError as error:
         audit(request, "token-refused", False, client_id, error.error)
         return oauth_error(error)
-    issued = await _auth(request).tokens.verify(body["access_token"], base)
+    try:  # the grant just issued, for the audit's user; the token is remembered as verified, too
+        issued = await _auth(request).tokens.verify(body["access_token"], base)
+    except InvalidToken:  # revoked in the meantime (a race with a revocation): still issued, still audited
+        issued = None
     audit(request, "token-issued", True, client_id, grant=issued)
     return JSONResponse(body, headers=NO_STORE)
 
