@@ -23,6 +23,7 @@ from fhirlead.auth.grant import Grant
 from fhirlead.definitions import patient_compartment
 from fhirlead.errors import FhirError, Issue
 from fhirlead.interaction.patch import patch_document
+from fhirlead.numbers import ascii_int
 from fhirlead.patch import json_patch
 from fhirlead.search.query import Chain, Clause, Compartment, Has, SearchQuery
 from fhirlead.storage.port import ResourceVersion
@@ -232,7 +233,8 @@ class Policy:
     async def require_version_visible(self, type_: str, id_: str, version_id: str) -> None:
         """vread: the version asked for must be visible itself (a resource may have moved between
         patients; its current version says nothing about the old ones)."""
-        version = await self._server.store.vread(type_, id_, int(version_id)) if version_id.isdigit() else None
+        number = ascii_int(version_id)
+        version = await self._server.store.vread(type_, id_, number) if number is not None else None
         if version is not None and not self.version_visible(version, "r"):
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} version {version_id} is not known")])
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_DIAGNOSTICS = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class Issue:
@@ -20,7 +22,10 @@ class Issue:
     expression: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        diagnostics = self.diagnostics
+        if len(diagnostics) > MAX_DIAGNOSTICS:  # a message quoting thousands of a client's characters
+            diagnostics = diagnostics[:MAX_DIAGNOSTICS] + "…"
+        issue: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": diagnostics}
         if self.expression:
             issue["expression"] = list(self.expression)
         return issue

@@ -15,16 +15,17 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from fhirlead.api.cors import ApiCors
-from fhirlead.api.dispatch import dispatch
+from fhirlead.api.dispatch import dispatch, route_target
 from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
 from fhirlead.auth import routes as auth_routes
 from fhirlead.auth.bearer import is_public, policy_for
 from fhirlead.errors import FhirError, Issue
+from fhirlead.numbers import ascii_int
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 from fhirlead.storage.port import Store
@@ -34,13 +35,17 @@ log = logging.getLogger(__name__)
 FHIR_PREFIX = "/fhir"
 AUTH_PREFIX = "/auth"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# Methods FHIR does not use: answered by the FHIR endpoint (405 OperationOutcome with Allow), not by the
+# framework's `{"detail": ...}`. OPTIONS preflights with an Origin are answered by the CORS layer first.
+UNSUPPORTED_METHODS = ("OPTIONS", "TRACE")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing (413) anything over `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
     too_large = FhirError(413, [Issue("too-costly", f"The request body is larger than {limit} bytes")])
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared_size = ascii_int(declared)
+    if declared_size is not None and declared_size > limit:
         raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -83,6 +88,8 @@ async def fhir_endpoint(request: Request) -> Response:
     segments = [segment for segment in path.split("/") if segment]
     fhir_request: FhirRequest | None = None
     try:
+        if request.method in UNSUPPORTED_METHODS:
+            route_target(request.method, segments)  # 404 for no such path, else 405 with Allow
         fhir_request = await to_fhir_request(request, path, server.settings)
         pretty = wants_pretty(fhir_request)
         negotiate(fhir_request)
@@ -92,6 +99,8 @@ async def fhir_endpoint(request: Request) -> Response:
         response = http_response(await dispatch(server, fhir_request, segments), pretty)
     except FhirError as error:
         response = error_response(error, pretty)
+    except ClientDisconnect:  # the client went away mid-body: nobody is there to answer, nothing to log
+        return Response(status_code=499)
     except Exception as error:
         # Where it failed (the code's frames) and the error's class, never its message or the path's ids:
         # both can carry patient data, and application logs must not.
@@ -139,6 +148,6 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                   methods=["GET"])
     for name, endpoint, methods in auth_routes.ENDPOINTS:
         app.add_route(f"{AUTH_PREFIX}/{name}", endpoint, methods=methods)
-    app.add_route(FHIR_PREFIX, fhir_endpoint, methods=METHODS)
-    app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=METHODS)
+    app.add_route(FHIR_PREFIX, fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
+    app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
     return app

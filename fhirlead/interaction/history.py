@@ -12,6 +12,7 @@ from fhirlead import bundle_json, clock
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.errors import bad_request, not_found
 from fhirlead.interaction.paging import link, page_size
+from fhirlead.numbers import ascii_int
 from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion
 
@@ -36,7 +37,7 @@ def since_micros(request: FhirRequest) -> int | None:
 
 def cursor(request: FhirRequest) -> str | None:
     raw = request.param(CURSOR)
-    if raw is not None and not (raw.isdigit() and len(raw) < 19):
+    if raw is not None and ascii_int(raw) is None:
         raise bad_request(f"Invalid {CURSOR} '{raw}'")
     return raw
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fhirlead.api.messages import FhirRequest
-from fhirlead.errors import bad_request
+from fhirlead.numbers import count_param
 from fhirlead.settings import Settings
 
 
@@ -15,9 +15,7 @@ def page_size(request: FhirRequest, settings: Settings) -> int:
     raw = request.param("_count")
     if raw is None:
         return settings.default_page_size
-    if not raw.isdigit():
-        raise bad_request(f"Invalid _count '{raw}': expected a non-negative integer")
-    return min(int(raw), settings.max_page_size)
+    return count_param(raw, settings.max_page_size)
 
 
 def link(request: FhirRequest, params: list[tuple[str, str]]) -> str:

@@ -7,7 +7,7 @@ import re
 from fhirlead.errors import FhirError, Issue, bad_request
 from fhirlead.storage.port import VersionConflict
 
-ETAG = re.compile(r'(?:W/)?"(\d{1,18})"')
+ETAG = re.compile(r'(?:W/)?"([0-9]{1,18})"')  # ASCII digits: regex \d also matches "²"
 
 
 def expected_version(if_match: str | None) -> int | None:

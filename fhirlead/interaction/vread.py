@@ -5,13 +5,15 @@ from __future__ import annotations
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.errors import not_found
 from fhirlead.interaction.representation import gone, send_version
+from fhirlead.numbers import ascii_int, shown
 from fhirlead.server import Server
 
 
 async def handle(server: Server, request: FhirRequest, type_: str, id_: str, vid: str) -> FhirResponse:
-    version = await server.store.vread(type_, id_, int(vid)) if vid.isdigit() and len(vid) < 19 else None
+    number = ascii_int(vid)
+    version = await server.store.vread(type_, id_, number) if number is not None else None
     if version is None:
-        raise not_found(f"{type_}/{id_} has no version '{vid}'")
+        raise not_found(f"{type_}/{id_} has no version '{shown(vid)}'")
     if version.deleted:
         raise gone(version)
     return send_version(request, version)

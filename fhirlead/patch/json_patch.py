@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fhirlead.numbers import ascii_int, shown
+
 OPERATIONS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
 
 
@@ -27,9 +29,9 @@ def _pointer(text: Any) -> list[str]:
 def _index(container: list[Any], token: str, for_insert: bool) -> int:
     if for_insert and token == "-":
         return len(container)
-    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
-        raise PatchError(f"Invalid array index '{token}'", malformed=False)
-    position = int(token)
+    position = ascii_int(token)
+    if position is None or (len(token) > 1 and token.startswith("0")):
+        raise PatchError(f"Invalid array index '{shown(token)}'", malformed=False)
     if position > len(container) or (position == len(container) and not for_insert):
         raise PatchError(f"Array index {position} is out of range", malformed=False)
     return position

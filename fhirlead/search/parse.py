@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from fhirlead import subsetting
 from fhirlead.errors import FhirError, Issue, bad_request
+from fhirlead.numbers import count_param
 from fhirlead.search.query import (
     Chain,
     Clause,
@@ -346,9 +347,7 @@ def parse_search(
                 cursor = raw
                 continue
             if name == "_count":
-                if not raw.isdigit():
-                    raise bad_request(f"Invalid _count '{raw}': expected a non-negative integer", name)
-                count = min(int(raw), max_count)
+                count = count_param(raw, max_count)
                 used.append((name, str(count)))
             elif name == "_sort":
                 sort = parser.sort(types, raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -137,3 +139,36 @@ async def test_an_unexpected_failure_is_logged_without_its_message_or_ids(
     assert answer.status_code == 500 and answer.json()["resourceType"] == "OperationOutcome"
     assert "RuntimeError" in caplog.text and "read.py" not in answer.text
     assert "Maria" not in caplog.text and "maria-garcia" not in caplog.text and "1961" not in caplog.text
+
+
+async def test_options_and_trace_get_fhir_answers(client: httpx.AsyncClient) -> None:
+    for method, path in (("OPTIONS", "Patient"), ("TRACE", ""), ("OPTIONS", "Patient/x/_history")):
+        answer = await client.request(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert answer.json()["resourceType"] == "OperationOutcome" and "GET" in answer.headers["allow"]
+    assert (await client.request("OPTIONS", "NoSuchType")).status_code == 404
+
+
+async def test_a_client_that_disconnects_mid_body_is_not_an_error(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.tokens import bearer
+
+    token = (await bearer(app))["Authorization"].encode()
+    messages = [{"type": "http.request", "body": b'{"resourceType":', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/fhir/Patient", "raw_path": b"/fhir/Patient", "query_string": b"", "root_path": "",
+             "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/fhir+json"),
+                         (b"content-length", b"100"), (b"authorization", token)]}
+    with caplog.at_level(logging.ERROR):
+        await app(scope, receive, send)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
