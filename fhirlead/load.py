@@ -30,6 +30,7 @@ import orjson
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
+from fhirlead.json_limits import TooDeep, loads_limited
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 
@@ -219,7 +220,9 @@ def file_entries(raw: bytes, where: str) -> list[Entry]:
 
 def parse(raw: bytes, where: str) -> Any:
     try:
-        return orjson.loads(raw)
+        return loads_limited(raw)
+    except TooDeep as error:
+        raise LoadError(f"{where}: refused: {error}") from None
     except orjson.JSONDecodeError as error:
         raise LoadError(f"{where}: not valid JSON ({error})") from None
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from fhirlead.errors import FhirError, Issue, bad_request
+from fhirlead.json_limits import TooDeep, loads_limited
 
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
@@ -60,7 +61,9 @@ class FhirRequest:
             if not self.body.strip():
                 raise bad_request("The request has no body")
             try:
-                self._parsed = orjson.loads(self.body)
+                self._parsed = loads_limited(self.body)
+            except TooDeep as error:
+                raise bad_request(f"The body is refused: {error}") from None
             except orjson.JSONDecodeError as error:
                 raise bad_request(f"The body is not valid JSON: {error}") from None
         return self._parsed

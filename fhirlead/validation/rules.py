@@ -15,6 +15,7 @@ import orjson
 
 from fhirlead.definitions import resource_types
 from fhirlead.errors import Issue
+from fhirlead.json_limits import TooDeep
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -37,8 +38,13 @@ def check_type(resource: dict[str, Any], expected_type: str | None) -> list[Issu
 
 
 def check_json_shape(resource: dict[str, Any]) -> list[Issue]:
-    """Empty objects/arrays and misplaced nulls, with the path where they are."""
-    if not _may_break_shape(resource):
+    """Empty objects/arrays and misplaced nulls, with the path where they are; and nesting beyond the
+    server's limit (a patch can deepen a resource that arrived within it)."""
+    try:
+        compact = orjson.dumps(resource)
+    except orjson.JSONEncodeError:
+        return [Issue("invalid", str(TooDeep()), expression=(str(resource.get("resourceType", "Resource")),))]
+    if not _may_break_shape(compact):
         return []
     issues: list[Issue] = []
 
@@ -64,12 +70,8 @@ def check_json_shape(resource: dict[str, Any]) -> list[Issue]:
     return issues
 
 
-def _may_break_shape(resource: dict[str, Any]) -> bool:
+def _may_break_shape(compact: bytes) -> bool:
     """False when the compact JSON has no `{}`, `[]` or `null` anywhere: nothing to find, and one
     byte scan is ~10x cheaper than walking the tree. Text that merely contains one of them only
     costs the walk."""
-    try:
-        compact = orjson.dumps(resource)
-    except orjson.JSONEncodeError:
-        return True
     return b"{}" in compact or b"[]" in compact or b"null" in compact
