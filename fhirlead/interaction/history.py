@@ -12,7 +12,7 @@ from fhirlead import bundle_json, clock
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.errors import bad_request, not_found
 from fhirlead.interaction.paging import link, page_size
-from fhirlead.numbers import ascii_int
+from fhirlead.numbers import ascii_int, shown
 from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion
 
@@ -38,7 +38,7 @@ def since_micros(request: FhirRequest) -> int | None:
 def cursor(request: FhirRequest) -> str | None:
     raw = request.param(CURSOR)
     if raw is not None and ascii_int(raw) is None:
-        raise bad_request(f"Invalid {CURSOR} '{raw}'")
+        raise bad_request(f"Invalid {CURSOR} '{shown(raw)}'")
     return raw
 
 

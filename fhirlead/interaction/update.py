@@ -15,6 +15,7 @@ from fhirlead.interaction.create import create
 from fhirlead.interaction.incoming import prepare
 from fhirlead.interaction.outcome import Outcome, respond
 from fhirlead.interaction.preconditions import conflict, expected_version
+from fhirlead.numbers import shown
 from fhirlead.server import Server
 from fhirlead.storage.port import UnitOfWork, VersionConflict
 
@@ -28,8 +29,10 @@ async def update(
     if_match: int | None = None,
     method: str = "PUT",
 ) -> Outcome:
-    if resource.get("id") != id_:
-        raise bad_request(f"The resource's id {resource.get('id')!r} must equal the id in the URL '{id_}'",
+    if "id" not in resource:
+        raise bad_request(f"The resource has no id: an update must carry the id of its URL ('{id_}')", f"{type_}.id")
+    if resource["id"] != id_:
+        raise bad_request(f"The resource's id {shown(str(resource['id']))!r} must equal the id in the URL '{id_}'",
                           f"{type_}.id")
     entries = prepare(server, resource, type_)
     current = await uow.read(type_, id_)

@@ -172,3 +172,11 @@ async def test_a_client_that_disconnects_mid_body_is_not_an_error(
     with caplog.at_level(logging.ERROR):
         await app(scope, receive, send)
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_an_update_without_an_id_says_so(client: httpx.AsyncClient) -> None:
+    answer = await client.put("Patient/p1", content=b'{"resourceType":"Patient"}',
+                              headers={"Content-Type": "application/fhir+json"})
+    assert answer.status_code == 400
+    diagnostics = answer.json()["issue"][0]["diagnostics"]
+    assert "None" not in diagnostics and "no id" in diagnostics and "p1" in diagnostics
