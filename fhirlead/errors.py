@@ -6,6 +6,8 @@ here ever includes a stack trace or request content beyond what the client itsel
 
 from __future__ import annotations
 
+import logging
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,3 +63,14 @@ def bad_request(diagnostics: str, *expression: str) -> FhirError:
 
 def not_found(diagnostics: str) -> FhirError:
     return fail(404, "not-found", diagnostics)
+
+
+def log_unexpected(log: logging.Logger, error: BaseException, what: str) -> None:
+    """Log an unexpected failure by its class and the code's frames, never its message: messages and
+    request paths can carry patient data, and application logs must not."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unexpected %s handling %s\n%s", type(error).__name__, what, frames)
+
+
+def internal_error(prefix: str = "") -> FhirError:
+    return FhirError(500, [Issue("exception", f"{prefix}Internal server error; the incident has been logged")])

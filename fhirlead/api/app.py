@@ -9,7 +9,6 @@ unexpected exception becomes a 500 OperationOutcome without any internals; its t
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
@@ -24,7 +23,7 @@ from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
 from fhirlead.auth import routes as auth_routes
 from fhirlead.auth.bearer import is_public, policy_for
-from fhirlead.errors import FhirError, Issue
+from fhirlead.errors import FhirError, Issue, internal_error, log_unexpected
 from fhirlead.numbers import ascii_int
 from fhirlead.server import Server
 from fhirlead.settings import Settings
@@ -102,13 +101,8 @@ async def fhir_endpoint(request: Request) -> Response:
     except ClientDisconnect:  # the client went away mid-body: nobody is there to answer, nothing to log
         return Response(status_code=499)
     except Exception as error:
-        # Where it failed (the code's frames) and the error's class, never its message or the path's ids:
-        # both can carry patient data, and application logs must not.
-        log.error("unexpected %s handling %s on %s\n%s", type(error).__name__, request.method,
-                  segments[0] if segments else "the base", "".join(traceback.format_tb(error.__traceback__)))
-        response = error_response(
-            FhirError(500, [Issue("exception", "Internal server error; the incident has been logged")]), pretty
-        )
+        log_unexpected(log, error, f"{request.method} on {segments[0] if segments else 'the base'}")
+        response = error_response(internal_error(), pretty)
     audit = getattr(server, "audit", None)
     if audit is not None and not is_public(request.method, segments):
         try:  # queues the AuditEvent (fhirlead.audit): never awaits the store, never fails the request

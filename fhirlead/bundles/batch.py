@@ -8,15 +8,18 @@ batch entries may be processed in any order.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from fhirlead.bundles import response
 from fhirlead.bundles.entries import Entry
 from fhirlead.bundles.transaction import TransactionWriter, read
-from fhirlead.errors import FhirError
+from fhirlead.errors import FhirError, internal_error, log_unexpected
 
 if TYPE_CHECKING:
     from fhirlead.server import Server
+
+log = logging.getLogger(__name__)
 
 
 async def run(
@@ -26,14 +29,23 @@ async def run(
     for entry in entries:
         if isinstance(entry, FhirError):  # malformed entry: answered alone
             answers.append(response.error_entry(entry))
-        elif entry.method in ("GET", "HEAD"):
-            answers.append(await read(server, entry, base_url, access))
         else:
-            try:
-                answers.append(await write(server, entry, base_url, preference))
-            except FhirError as error:
-                answers.append(response.error_entry(error))
+            answers.append(await _answer(server, entry, base_url, preference, access))
     return answers
+
+
+async def _answer(server: Server, entry: Entry, base_url: str, preference: str | None, access: Any) -> bytes:
+    """One entry's answer, whatever goes wrong inside it: the other entries are not its business, and
+    those already committed must not end in a 500 for the whole batch."""
+    try:
+        if entry.method in ("GET", "HEAD"):
+            return await read(server, entry, base_url, access)
+        return await write(server, entry, base_url, preference)
+    except FhirError as error:
+        return response.error_entry(error)
+    except Exception as error:
+        log_unexpected(log, error, f"a batch entry ({entry.method} {entry.type_})")
+        return response.error_entry(internal_error(f"{entry.label}: "))
 
 
 async def write(server: Server, entry: Entry, base_url: str, preference: str | None) -> bytes:

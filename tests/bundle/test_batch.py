@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.bundle.helpers import bundle, count, entry, post_bundle, statuses
 from tests.rest.helpers import patient, put
@@ -65,3 +66,29 @@ async def test_batch_does_not_resolve_references_between_entries(client: httpx.A
     observation = response.json()["entry"][1]["response"]["location"].split("/_history")[0]
     stored = (await client.get(observation)).json()
     assert stored["subject"]["reference"] == urn
+
+
+async def test_an_unexpected_failure_in_one_entry_is_that_entrys_500(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fhirlead.interaction.create as create
+
+    original = create.prepare
+    details = "Fragile, born 1950"  # (traceback lines show code: keep the data off the raise line)
+
+    def prepare(server, resource, type_):  # type: ignore[no-untyped-def]
+        if resource.get("gender") == "unknown":
+            raise KeyError(details)  # an internal bug hit by this one entry only
+        return original(server, resource, type_)
+
+    monkeypatch.setattr(create, "prepare", prepare)
+    answer = await post_bundle(client, bundle(
+        "batch",
+        entry("POST", "Patient", patient("first")),
+        entry("POST", "Patient", {**patient("broken"), "gender": "unknown"}),
+        entry("POST", "Patient", patient("third")),
+    ))
+    assert answer.status_code == 200
+    assert [status.split()[0] for status in statuses(answer)] == ["201", "500", "201"]
+    assert await count(client, "Patient") == 2
+    assert "KeyError" in caplog.text and "Fragile" not in caplog.text
