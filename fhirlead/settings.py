@@ -18,6 +18,14 @@ class Settings:
     # Public base URL of the FHIR endpoint (e.g. behind a proxy); derived from each request when empty.
     base_url: str = field(default_factory=lambda: _env("BASE_URL", ""))
     max_body_bytes: int = field(default_factory=lambda: int(_env("MAX_BODY_BYTES", str(64 * 1024 * 1024))))
+    # A request body must arrive within this many seconds (408 otherwise); headers may total this many
+    # bytes (431 otherwise).
+    body_timeout_seconds: float = field(default_factory=lambda: float(_env("BODY_TIMEOUT_SECONDS", "30")))
+    max_header_bytes: int = field(default_factory=lambda: int(_env("MAX_HEADER_BYTES", str(32 * 1024))))
+    # Connections served at once (more are answered 503 by uvicorn) and how long an idle keep-alive
+    # connection is kept open.
+    max_connections: int = field(default_factory=lambda: int(_env("MAX_CONNECTIONS", "1000")))
+    keep_alive_seconds: int = field(default_factory=lambda: int(_env("KEEP_ALIVE_SECONDS", "5")))
     default_page_size: int = field(default_factory=lambda: int(_env("DEFAULT_PAGE_SIZE", "50")))
     max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))
     # Authorization (SMART on FHIR) is on unless explicitly turned off (FHIRLEAD_AUTH=off).

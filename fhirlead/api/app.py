@@ -8,6 +8,7 @@ unexpected exception becomes a 500 OperationOutcome without any internals; its t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,20 +40,35 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 UNSUPPORTED_METHODS = ("OPTIONS", "TRACE")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) anything over `limit` bytes before reading it all."""
+async def read_body(request: Request, limit: int, seconds: float) -> bytes:
+    """The body, refusing (413) anything over `limit` bytes before reading it all, and (408) a body
+    that has not arrived within `seconds`: a client that declares 100 bytes and sends 10 must not hold
+    a connection forever."""
     declared = request.headers.get("content-length")
     too_large = FhirError(413, [Issue("too-costly", f"The request body is larger than {limit} bytes")])
     declared_size = ascii_int(declared)
     if declared_size is not None and declared_size > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise FhirError(408, [Issue("timeout", f"The request body did not arrive within {seconds:g} s")],
+                        {"Connection": "close"}) from None
     return b"".join(chunks)
+
+
+def check_headers(request: Request, limit: int) -> None:
+    """431 for request headers larger than `limit` bytes in all (RFC 6585 §5)."""
+    size = sum(len(name) + len(value) for name, value in request.scope.get("headers", ()))
+    if size > limit:
+        raise FhirError(431, [Issue("too-costly", f"The request headers are larger than {limit} bytes")],
+                        {"Connection": "close"})
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -62,7 +78,8 @@ def base_url(request: Request, settings: Settings) -> str:
 
 
 async def to_fhir_request(request: Request, path: str, settings: Settings) -> FhirRequest:
-    body = await read_body(request, settings.max_body_bytes)
+    check_headers(request, settings.max_header_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     params = request.query_params.multi_items()
     if request.method == "POST" and path.rstrip("/").endswith("_search"):
