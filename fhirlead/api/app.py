@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from fhirlead.api.cors import ApiCors
 from fhirlead.api.dispatch import dispatch, route_target
 from fhirlead.api.messages import FORM, FhirRequest
+from fhirlead.api.openapi import openapi_bytes
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
 from fhirlead.auth import routes as auth_routes
 from fhirlead.auth.bearer import is_public, policy_for
@@ -134,6 +135,12 @@ async def fhir_endpoint(request: Request) -> Response:
     return response
 
 
+async def openapi(request: Request) -> Response:
+    server: Server = request.app.state.server
+    return Response(openapi_bytes(server, base_url(request, server.settings)), media_type="application/json",
+                    headers={"Access-Control-Allow-Origin": "*"})
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -151,9 +158,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         finally:
             await app.state.server.stop()
 
-    app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan)
+    # FastAPI's own /openapi.json would describe none of the FHIR API, and its /docs loads assets from a
+    # CDN: the FHIR API's document is generated from the CapabilityStatement instead.
+    app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None)
     app.add_middleware(ApiCors)
     app.add_route("/healthz", health, methods=["GET"])
+    app.add_route("/openapi.json", openapi, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
                   methods=["GET"])

@@ -71,7 +71,8 @@ def security(base_url: str) -> dict[str, Any]:
     }
 
 
-def _statement_bytes(server: Server, base_url: str) -> bytes:
+def statement(server: Server, base_url: str) -> dict[str, Any]:
+    """The CapabilityStatement of this server, as seen at `base_url`."""
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -94,7 +95,11 @@ def _statement_bytes(server: Server, base_url: str) -> bytes:
         del statement["rest"][0]["operation"]
     if server.auth is not None:
         statement["rest"][0]["security"] = security(base_url)
-    return orjson.dumps(statement)
+    return statement
+
+
+def _statement_bytes(server: Server, base_url: str) -> bytes:
+    return orjson.dumps(statement(server, base_url))
 
 
 async def handle(server: Server, request: FhirRequest) -> FhirResponse:
