@@ -9,6 +9,11 @@ leaves nothing behind. Other Bundles (collection, searchset, …) and NDJSON fil
 resources: PUT when they carry an id (bulk exports keep ids and `Type/id` references), POST otherwise;
 NDJSON in transactions of CHUNK lines: a chunk with a bad line is rolled back and reported, the rest
 loads. Several Bundles/chunks share one commit (see Loader), which is where most of the speed is.
+
+Resuming: every unit (a Bundle file, an NDJSON chunk) that has been committed is journaled in the
+store's records (kind "load-journal", key the SHA-256 of the unit's bytes), and a later run skips the
+units it finds there, so re-running a load after a crash or a partial failure loads only what is
+missing. `--reload` ignores the journal. See Loader for when the journal is written.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import hashlib
 import sys
 import time
 from collections import Counter
@@ -37,6 +43,8 @@ from fhirlead.settings import Settings
 CHUNK = 500  # NDJSON lines per transaction
 GROUP = 5000  # resources per commit, across Bundles (1,000: 18 % of a 100k load went to commits; 5,000: 10 %)
 SUFFIXES = (".json", ".ndjson", ".json.gz", ".ndjson.gz")
+JOURNAL = "load-journal"  # records kind: one record per committed unit, keyed by the SHA-256 of its bytes
+PROGRESS_EVERY = 5000  # resources (loaded or skipped) per progress line when stderr is not a terminal
 
 
 class LoadError(Exception):
@@ -47,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("load", help="load Bundle / NDJSON files into the store")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (.json, .ndjson, .gz)")
     parser.add_argument("--store", default=Settings().store, help="store URL (FHIRLEAD_STORE)")
+    parser.add_argument("--reload", action="store_true",
+                        help="load everything again, even Bundles/chunks the load journal says are loaded")
     parser.set_defaults(run=run)
 
 
@@ -55,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("fhirlead load: no .json or .ndjson files found", file=sys.stderr)
         return 2
-    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr)))
+    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload))
     report.print_summary(sys.stderr)
     return 1 if report.failures else 0
 
@@ -74,10 +84,24 @@ class Report:
     failures: list[str] = field(default_factory=list)
     files: int = 0
     started: float = field(default_factory=time.perf_counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # units skipped (already loaded), per kind
+    skipped_resources: int = 0
+    skipped_files: dict[str, list[int]] = field(default_factory=dict)  # file -> [units, resources] skipped
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def skipped_units(self) -> int:
+        return sum(self.skipped.values())
+
+    def skip(self, unit: Unit, resources: int) -> None:
+        self.skipped[unit.kind] += 1
+        self.skipped_resources += resources
+        per_file = self.skipped_files.setdefault(str(unit.path), [0, 0])
+        per_file[0] += 1
+        per_file[1] += resources
 
     def rate(self) -> float:
         return self.total / max(time.perf_counter() - self.started, 1e-9)
@@ -88,33 +112,57 @@ class Report:
               f"in {elapsed:.1f} s ({self.rate():,.0f} resources/s)", file=out)
         for type_, count in sorted(self.counts.items()):
             print(f"  {type_:<32} {count:>10,}", file=out)
+        if self.skipped:
+            units = " and ".join(f"{n:,} {kind}{'' if n == 1 else 's'}" for kind, n in sorted(self.skipped.items()))
+            print(f"skipped {units} ({self.skipped_resources:,} resources) already loaded "
+                  f"(--reload loads them again)", file=out)
+            for where, (n, resources) in list(self.skipped_files.items())[:SKIPPED_FILES_SHOWN]:
+                print(f"  skipped {where}: {n:,} unit{'' if n == 1 else 's'} ({resources:,} resources)", file=out)
+            if len(self.skipped_files) > SKIPPED_FILES_SHOWN:
+                print(f"  … and {len(self.skipped_files) - SKIPPED_FILES_SHOWN:,} more files", file=out)
         for failure in self.failures:
             print(f"FAILED {failure}", file=out)
 
 
+SKIPPED_FILES_SHOWN = 20
+
+
 class Progress:
-    """One status line on stderr, redrawn at most twice a second (on a terminal) or every 10 s."""
+    """One status line on stderr: on a terminal redrawn at most twice a second; otherwise (a log file,
+    a pipe) a new line each time another PROGRESS_EVERY resources have been loaded or skipped, and at
+    the end."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.live = out.isatty()
         self.last = 0.0
+        self.next_line = PROGRESS_EVERY
 
     def update(self, report: Report, current: Path, final: bool = False) -> None:
-        now = time.perf_counter()
-        if not final and now - self.last < (0.5 if self.live else 10.0):
-            return
-        self.last = now
+        done = report.total + report.skipped_resources
+        if self.live:
+            now = time.perf_counter()
+            if not final and now - self.last < 0.5:
+                return
+            self.last = now
+        else:
+            if not final and done < self.next_line:
+                return
+            self.next_line = (done // PROGRESS_EVERY + 1) * PROGRESS_EVERY
         line = f"{report.total:>10,} resources  {report.rate():>8,.0f}/s  file {report.files}: {current.name}"
+        if report.skipped_resources:
+            line += f"  (skipped {report.skipped_resources:,} already loaded)"
         print(("\r" + line[:120].ljust(120)) if self.live else line, end="" if self.live else "\n", file=self.out)
         if final and self.live:
             print(file=self.out)
 
 
-async def load_files(settings: Settings, files: list[Path], progress: Progress | None = None) -> Report:
+async def load_files(settings: Settings, files: list[Path], progress: Progress | None = None,
+                     *, reload: bool = False) -> Report:
+    """Load `files`; units the load journal lists are skipped (counted in the Report) unless `reload`."""
     server = await Server.start(settings)
     report = Report()
-    loader = Loader(server, report)
+    loader = Loader(server, report, reload=reload)
     try:
         for path in files:
             report.files += 1
@@ -139,19 +187,41 @@ class Unit:
 
     where: str
     build: Callable[[], list[Entry]]  # fresh entries on every call: a failed attempt has rewritten them
+    key: str = ""  # SHA-256 hex of the unit's bytes (the Bundle file's, the NDJSON chunk's lines): journal key
+    path: Path = field(default_factory=Path)  # the file it comes from
+    kind: str = "Bundle"  # for the summary: "Bundle", "file" (a single resource) or "NDJSON chunk"
+    lines: str = ""  # "first-last" line numbers of an NDJSON chunk
 
 
 class Loader:
     """Commits several units per unit of work (one durable commit per GROUP resources instead of one
     per Bundle). If a group fails, it is rolled back and its units retried one by one, so only the
-    failing ones are left out and reported."""
+    failing ones are left out and reported.
 
-    def __init__(self, server: Server, report: Report) -> None:
-        self.server, self.report = server, report
+    The load journal: a unit whose key is in the journal is skipped (unless `reload`). A unit's journal
+    record is written right AFTER the unit of work that holds it has committed, never before, so the
+    journal never claims a unit whose resources are not in the store; a failed unit is not journaled
+    and is tried again by the next run. Records are written outside the store's unit of work (the SQLite
+    records live on a connection of their own and must not be written from inside a unit of work), so
+    this cannot be one atomic step: a crash between a commit and its journal writes leaves that one
+    commit group (at most about GROUP resources) unjournaled, and a re-run loads it again — harmless for
+    resources with ids (PUT), duplicates for resources without (POST).
+
+    Units with the same bytes share a journal record: once one of them is journaled, later runs skip
+    them all (within one run, both are loaded, as before the journal existed).
+    """
+
+    def __init__(self, server: Server, report: Report, *, reload: bool = False) -> None:
+        self.server, self.report, self.reload = server, report, reload
         self.pending: list[tuple[Unit, list[Entry]]] = []
         self.size = 0
 
     async def add(self, unit: Unit) -> None:
+        if not self.reload and unit.key:
+            record = await self.server.store.records.get(JOURNAL, unit.key)
+            if record is not None:
+                self.report.skip(unit, int(record.doc.get("resources", 0)))
+                return
         entries = unit.build()
         self.pending.append((unit, entries))
         self.size += len(entries)
@@ -170,8 +240,9 @@ class Loader:
             for unit, _ in pending:
                 await self.alone(unit)
             return
-        for _, entries in pending:
-            self.count(entries)
+        # committed: now (and only now) journal the units
+        for unit, entries in pending:
+            await self.journal(unit, self.count(entries))
 
     async def alone(self, unit: Unit) -> None:
         entries = unit.build()
@@ -180,10 +251,17 @@ class Loader:
         except FhirError as error:
             self.report.failures.append(f"{unit.where}: {error}")
             return
-        self.count(entries)
+        await self.journal(unit, self.count(entries))
 
-    def count(self, entries: list[Entry]) -> None:
-        self.report.counts.update(entry.type_ for entry in entries if entry.method in ("POST", "PUT"))
+    async def journal(self, unit: Unit, resources: int) -> None:
+        if unit.key:
+            where = f"{unit.path}:{unit.lines}" if unit.lines else str(unit.path)
+            await self.server.store.records.put(JOURNAL, unit.key, {"where": where, "resources": resources})
+
+    def count(self, entries: list[Entry]) -> int:
+        written = [entry.type_ for entry in entries if entry.method in ("POST", "PUT")]
+        self.report.counts.update(written)
+        return len(written)
 
 
 def units_of(path: Path) -> Iterator[Unit]:
@@ -195,11 +273,20 @@ def units_of(path: Path) -> Iterator[Unit]:
         lines = [(number, line) for number, line in enumerate(raw.splitlines(), start=1) if line.strip()]
         for start in range(0, len(lines), CHUNK):
             chunk = lines[start:start + CHUNK]
-            where = f"{path} lines {chunk[0][0]}-{chunk[-1][0]}"
-            yield Unit(where, partial(ndjson_entries, path, chunk, where))
+            span = f"{chunk[0][0]}-{chunk[-1][0]}"
+            where = f"{path} lines {span}"
+            key = digest(b"\n".join(line for _, line in chunk))
+            yield Unit(where, partial(ndjson_entries, path, chunk, where), key=key, path=path, kind="NDJSON chunk",
+                       lines=span)
         return
-    parse(raw, str(path))  # a file that is not JSON fails here, before anything is queued
-    yield Unit(str(path), partial(file_entries, raw, str(path)))
+    body = parse(raw, str(path))  # a file that is not JSON fails here, before anything is queued
+    kind = "Bundle" if isinstance(body, dict) and body.get("resourceType") == "Bundle" else "file"
+    yield Unit(str(path), partial(file_entries, raw, str(path)), key=digest(raw), path=path, kind=kind)
+
+
+def digest(raw: bytes) -> str:
+    """The journal key of a unit: SHA-256 hex of its bytes (decompressed, for .gz files)."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def ndjson_entries(path: Path, chunk: list[tuple[int, bytes]], where: str) -> list[Entry]:
