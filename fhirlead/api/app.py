@@ -15,8 +15,11 @@ from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from fhirlead.api.cors import ApiCors
 from fhirlead.api.dispatch import dispatch, route_target
@@ -141,6 +144,14 @@ async def openapi(request: Request) -> Response:
                     headers={"Access-Control-Allow-Origin": "*"})
 
 
+async def docs(request: Request) -> Response:
+    """Swagger UI over /openapi.json, its scripts and styles served from this server (no CDN)."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="fhirlead FHIR API",
+                               swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                               swagger_css_url="/docs/assets/swagger-ui.css",
+                               swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -165,6 +176,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_middleware(ApiCors)
     app.add_route("/healthz", health, methods=["GET"])
     app.add_route("/openapi.json", openapi, methods=["GET"])
+    app.add_route("/docs", docs, methods=["GET"])
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
                   methods=["GET"])

@@ -1,5 +1,5 @@
 """GET /openapi.json: a valid OpenAPI 3 document of the FHIR API, generated from the CapabilityStatement
-(so OpenAPI tools and fuzzers can use it); no docs page that loads assets from a CDN."""
+(so OpenAPI tools and fuzzers can use it), and a docs page whose assets this server serves (no CDN)."""
 
 from __future__ import annotations
 
@@ -24,4 +24,7 @@ async def test_the_document_describes_the_fhir_api(app: FastAPI) -> None:
         assert "/Observation/{id}/_history/{vid}" in document["paths"]
         flows = document["components"]["securitySchemes"]["smart"]["flows"]
         assert flows["clientCredentials"]["tokenUrl"] == f"{ROOT}/auth/token"
-        assert (await http.get("/docs")).status_code == 404
+        page = await http.get("/docs")
+        assert page.status_code == 200 and "/openapi.json" in page.text
+        assert "cdn" not in page.text.lower() and "https://" not in page.text.split("<body>")[-1]
+        assert (await http.get("/docs/assets/swagger-ui-bundle.js")).status_code == 200
