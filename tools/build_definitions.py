@@ -65,6 +65,10 @@ def correct_schema(schema: dict) -> dict:
     3. Elements of type ``canonical`` (and ``Resource.id``) have no ``_name`` property for their
        primitive extensions, so valid resources (e.g. the spec's own StructureDefinitions with
        ``_baseDefinition``) are rejected: add it (see ``add_primitive_extension_slots``).
+    4. Complex types and resources are described by ``properties`` without ``"type": "object"``, and
+       JSON Schema applies ``properties`` to objects only: ``"meta": "x"`` or ``"subject": [1]`` passed
+       and broke the server further on. Every definition with properties gets ``"type": "object"``
+       (see ``require_objects``).
     The top-level ``id`` is dropped so validators never try to fetch it.
     """
     schema.pop("id", None)
@@ -89,9 +93,20 @@ def correct_schema(schema: dict) -> dict:
 
     walk(schema)
     counts["extension_slots"] = add_primitive_extension_slots(schema["definitions"])
+    counts["object_types"] = require_objects(schema["definitions"])
     assert counts["enum"] and counts["pattern"], counts
     print("schema corrections:", counts)
     return schema
+
+
+def require_objects(definitions: dict) -> int:
+    """``"type": "object"`` on every definition that has ``properties`` (defect 4); how many changed."""
+    changed = 0
+    for definition in definitions.values():
+        if "properties" in definition and "type" not in definition:
+            definition["type"] = "object"
+            changed += 1
+    return changed
 
 
 def add_primitive_extension_slots(definitions: dict) -> int:

@@ -69,7 +69,8 @@ class SchemaValidator:
         node: Any = resource
         for step in path:
             node = node[step]
-        if not (path and isinstance(node, dict) and node.get("resourceType") in resource_types()):
+        nested_type = node.get("resourceType") if isinstance(node, dict) else None
+        if not (path and isinstance(nested_type, str) and nested_type in resource_types()):
             return None
         prefix = fhirpath_of(resource["resourceType"], path)
         return [

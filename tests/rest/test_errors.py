@@ -180,3 +180,21 @@ async def test_an_update_without_an_id_says_so(client: httpx.AsyncClient) -> Non
     assert answer.status_code == 400
     diagnostics = answer.json()["issue"][0]["diagnostics"]
     assert "None" not in diagnostics and "no id" in diagnostics and "p1" in diagnostics
+
+
+async def test_complex_elements_must_be_objects(client: httpx.AsyncClient) -> None:
+    """Found by tests/fuzz: the published R4 schema lets a string or array stand where a complex type
+    belongs (no "type": "object"), which then broke the server (500). Now a 400 naming the element."""
+    bodies = [
+        b'{"resourceType":"Patient","meta":["a"]}',
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":"Patient/1"}',
+        b'{"resourceType":"Patient","contained":[{"resourceType":["Patient"]}]}',
+    ]
+    for body in bodies:
+        answer = await client.post("Patient" if b'"Patient","' in body[:30] else "Observation", content=body,
+                                    headers={"Content-Type": "application/fhir+json"})
+        assert answer.status_code == 400, (body, answer.text[:200])
+    transaction = (b'{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":'
+                   b'"Bundle"},"resource":{"meta":["a"],"resourceType":"Bundle"}}]}')
+    answer = await client.post("", content=transaction, headers={"Content-Type": "application/fhir+json"})
+    assert answer.status_code == 400
