@@ -1,6 +1,7 @@
 """What the audit trail costs a read: Patient reads/s with the trail on vs. off, in process.
 
     .venv/bin/python bench/audit.py [--reads 2000] [--patients 200] [--concurrency 16] [--rounds 3]
+                                    [--writer process|inline]
 
 Starts the app in this process (httpx ASGI transport, no sockets) on a temporary SQLite store with
 authorization on, creates `--patients` Patients, then times `--reads` reads of them with a
@@ -8,7 +9,8 @@ authorization on, creates `--patients` Patients, then times `--reads` reads of t
 `server.audit = None`, alternating for `--rounds` rounds. "on" is timed twice: until the last answer
 (what a client sees), and until the trail has also written every queued AuditEvent (the whole cost).
 A third timing, "recorded only", builds and queues every event but skips indexing and storing them:
-the share of the cost that is on the request path itself.
+the share of the cost that is on the request path itself. `--writer` chooses where the events are
+built and stored (FHIRLEAD_AUDIT_WRITER): a writer process (the server's default) or the server process.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ async def drive(client: httpx.AsyncClient, urls: list[str], concurrency: int) ->
 
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fhirlead-bench-audit-"))
-    settings = Settings(store=f"sqlite:///{workdir / 'bench.db'}", base_url=BASE, auth=True)
+    settings = Settings(store=f"sqlite:///{workdir / 'bench.db'}", base_url=BASE, auth=True,
+                        audit_writer=args.writer)
     app = create_app(settings)
     try:
         async with app.router.lifespan_context(app):
@@ -125,4 +128,5 @@ if __name__ == "__main__":
     parser.add_argument("--patients", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--writer", choices=("process", "inline"), default="process")
     asyncio.run(main(parser.parse_args()))
