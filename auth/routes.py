@@ -84,7 +84,8 @@ async def read_form(request: Request) -> dict[str, str]:
 
 def audit(request: Request, kind: str, success: bool, client_id: str | None, detail: str | None = None,
           grant: Any = None) -> None:
-    """An authorization event for the audit trail (never a token, secret or code)."""
+    """An authorization event for the audit trail (never a token, secret or code). `grant`: what was
+    granted (an Authorization: its subject and fhir_user name the user)."""
     trail = getattr(request.app.state.server, "audit", None)
     if trail is not None:
         trail.authorization(kind=kind, outcome=success, client_id=client_id,
@@ -101,15 +102,11 @@ async def token(request: Request) -> Response:
         client = await auth.clients.authenticate(form, request.headers.get("authorization"),
                                                  auth_base(base) + "/token")
         client_id = client.client.client_id
-        body = await exchange(auth, client, form, base, base)
+        body, granted = await exchange(auth, client, form, base, base)
     except OAuthError as error:
         audit(request, "token-refused", False, client_id, error.error)
         return oauth_error(error)
-    try:  # the grant just issued, for the audit's user; the token is remembered as verified, too
-        issued = await _auth(request).tokens.verify(body["access_token"], base)
-    except InvalidToken:  # revoked in the meantime (a race with a revocation): still issued, still audited
-        issued = None
-    audit(request, "token-issued", True, client_id, grant=issued)
+    audit(request, "token-issued", True, client_id, grant=granted)
     return JSONResponse(body, headers=NO_STORE)
 
 

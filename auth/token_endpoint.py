@@ -18,10 +18,11 @@ from fhirlead.auth.service import AuthServer
 from fhirlead.auth.tokens import Authorization, WiderScope
 
 REFRESH_SCOPES = ("offline_access", "online_access")
+Issued = tuple[dict[str, Any], Authorization]  # the token response, and what it grants (for the audit)
 
 
 async def exchange(auth: AuthServer, client: Authenticated, form: dict[str, str], fhir_base: str,
-                   issuer: str) -> dict[str, Any]:
+                   issuer: str) -> Issued:
     grant_type = form.get("grant_type")
     if grant_type == "client_credentials":
         return await _client_credentials(auth, client, form, fhir_base, issuer)
@@ -33,7 +34,7 @@ async def exchange(auth: AuthServer, client: Authenticated, form: dict[str, str]
 
 
 async def _client_credentials(auth: AuthServer, client: Authenticated, form: dict[str, str], fhir_base: str,
-                              issuer: str) -> dict[str, Any]:
+                              issuer: str) -> Issued:
     if client.method == "none":
         raise OAuthError("unauthorized_client", "client_credentials needs a confidential client "
                                                 "(private_key_jwt, as SMART Backend Services, or a client secret)")
@@ -47,7 +48,7 @@ async def _client_credentials(auth: AuthServer, client: Authenticated, form: dic
 
 
 async def _authorization_code(auth: AuthServer, client: Authenticated, form: dict[str, str], fhir_base: str,
-                              issuer: str) -> dict[str, Any]:
+                              issuer: str) -> Issued:
     code = form.get("code")
     if not code:
         raise OAuthError("invalid_request", "code is required")
@@ -61,7 +62,7 @@ async def _authorization_code(auth: AuthServer, client: Authenticated, form: dic
 
 
 async def _refresh(auth: AuthServer, client: Authenticated, form: dict[str, str], fhir_base: str,
-                   issuer: str) -> dict[str, Any]:
+                   issuer: str) -> Issued:
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
@@ -75,7 +76,7 @@ async def _refresh(auth: AuthServer, client: Authenticated, form: dict[str, str]
 
 
 async def _response(auth: AuthServer, authorization: Authorization, fhir_base: str, issuer: str, *,
-                    refresh: bool, nonce: str | None) -> dict[str, Any]:
+                    refresh: bool, nonce: str | None) -> Issued:
     body: dict[str, Any] = {
         "access_token": await auth.tokens.access_token(authorization, issuer, fhir_base),
         "token_type": "Bearer",
@@ -90,7 +91,7 @@ async def _response(auth: AuthServer, authorization: Authorization, fhir_base: s
         body["fhirUser"] = f"{issuer}/{authorization.fhir_user}"
     if "openid" in scopes and authorization.fhir_user:
         body["id_token"] = await _id_token(auth, authorization, issuer, nonce, "fhirUser" in scopes)
-    return body
+    return body, authorization
 
 
 async def _id_token(auth: AuthServer, authorization: Authorization, issuer: str, nonce: str | None,
