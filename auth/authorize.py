@@ -16,10 +16,10 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from fhirlead import fhirjson
 from fhirlead.auth import pages
 from fhirlead.auth.launch import redeem_launch
 from fhirlead.auth.registry import Client, verify_secret
@@ -282,14 +282,14 @@ async def _patients_of(store: Any, practitioner: str, base: str) -> list[str]:
     teams = SearchQuery(("CareTeam",), (Clause((ReferenceMatch("participant", type_, id_),)),),
                         count=MAX_PICKER, base_url=base)
     for version in (await store.search(teams)).matches:
-        subject = (orjson.loads(version.body or b"{}").get("subject") or {}).get("reference", "")
+        subject = (fhirjson.loads(version.body or b"{}").get("subject") or {}).get("reference", "")
         if subject.startswith("Patient/"):
             ids.append(subject.split("/", 1)[1])
     return ids
 
 
 def _patient_label(body: bytes, pid: str) -> str:
-    resource = orjson.loads(body)
+    resource = fhirjson.loads(body)
     names = resource.get("name") or [{}]
     name = names[0]
     text = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")]).strip()

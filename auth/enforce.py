@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.auth.grant import Grant
 from fhirlead.definitions import patient_compartment
 from fhirlead.errors import FhirError, Issue
@@ -138,7 +137,7 @@ class Policy:
             return True
         if version.body is None:
             return False  # a delete: nothing left to tell whose it was
-        return self.admits(orjson.loads(version.body), filters)
+        return self.admits(fhirjson.loads(version.body), filters)
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -194,7 +193,7 @@ class Policy:
         if version is None or version.body is None:
             return  # the interaction answers 404/410 itself
         try:
-            patched = json_patch.apply(orjson.loads(version.body), document)
+            patched = json_patch.apply(fhirjson.loads(version.body), document)
         except FhirError:
             return  # the interaction reports the bad patch
         self.check_new_content(type_, patched, "u")
@@ -227,7 +226,7 @@ class Policy:
             if missing_ok:
                 return
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
-        if version.body is None or not self.admits(orjson.loads(version.body), filters):
+        if version.body is None or not self.admits(fhirjson.loads(version.body), filters):
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} is not known")])
 
     async def require_version_visible(self, type_: str, id_: str, version_id: str) -> None:

@@ -1,6 +1,10 @@
 """REST throughput over real HTTP: create and read against a live `fhirlead serve` on loopback.
 
     .venv/bin/python bench/rest.py [--creates 5000] [--reads 20000] [--concurrency 16] [--store URL]
+                                   [--source DIR]
+
+`--source` runs the server from another checkout of the repository (see bench/compare.py), with this
+virtual environment's libraries.
 
 Starts the server in a subprocess (its own core), drives it from this process with httpx over
 keep-alive connections, and prints resources/s and latency percentiles. The load generator is Python
@@ -92,7 +96,8 @@ async def main(args: argparse.Namespace) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "fhirlead.cli", "serve", "--port", str(port), "--store", store],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "FHIRLEAD_LOG_LEVEL": "warning"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=args.source or None,
+        env={**os.environ, "FHIRLEAD_LOG_LEVEL": "warning"},
     )
     base = f"http://127.0.0.1:{port}/fhir"
     try:
@@ -128,4 +133,5 @@ if __name__ == "__main__":
     parser.add_argument("--reads", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--store", default="")
+    parser.add_argument("--source", default="", help="a checkout to run the server from (bench/compare.py)")
     asyncio.run(main(parser.parse_args()))

@@ -16,8 +16,7 @@ import sys
 import time
 from typing import TextIO
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.auth.keys import KIND as SIGNING_KEY
 from fhirlead.auth.registry import CLIENT, USER
 from fhirlead.auth.tokens import FAMILY, REFRESH, REVOKED
@@ -64,7 +63,7 @@ async def copy_store(source: Store, target: Store, progress: Progress | None = N
     async def flush() -> None:
         async with target.unit_of_work() as uow:
             for version in pending:
-                entries = None if version.body is None else extractor.extract(orjson.loads(version.body))
+                entries = None if version.body is None else extractor.extract(fhirjson.loads(version.body))
                 await uow.write_version(version, entries)
         pending.clear()
 

@@ -31,12 +31,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
-from fhirlead.json_limits import TooDeep, loads_limited
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 
@@ -307,10 +305,10 @@ def file_entries(raw: bytes, where: str) -> list[Entry]:
 
 def parse(raw: bytes, where: str) -> Any:
     try:
-        return loads_limited(raw)
-    except TooDeep as error:
+        return fhirjson.loads_untrusted(raw)
+    except (fhirjson.TooDeep, fhirjson.DuplicateKey) as error:
         raise LoadError(f"{where}: refused: {error}") from None
-    except orjson.JSONDecodeError as error:
+    except fhirjson.JsonError as error:
         raise LoadError(f"{where}: not valid JSON ({error})") from None
 
 

@@ -11,9 +11,10 @@ second does not also ship (the core package carries the conformance resources). 
 from __future__ import annotations
 
 import gzip
-import json
 import sys
 from pathlib import Path
+
+from fhirlead import fhirjson  # keeps each decimal's digits (1.0e0 stays 1.0e0)
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "r4-examples.ndjson.gz"
 
@@ -21,11 +22,10 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "r4-examples.n
 def main(examples_dir: str, core_dir: str) -> None:
     core = {path.name for path in Path(core_dir).iterdir()}
     names = sorted(p.name for p in Path(examples_dir).iterdir() if p.suffix == ".json" and p.name not in core)
-    with gzip.open(OUT, "wt", encoding="utf-8", compresslevel=9) as out:
+    with gzip.open(OUT, "wb", compresslevel=9) as out:
         for name in names:
-            resource = json.loads((Path(examples_dir) / name).read_text(encoding="utf-8"))
-            out.write(json.dumps({"file": name, "resource": resource}, separators=(",", ":"), ensure_ascii=False))
-            out.write("\n")
+            resource = fhirjson.loads((Path(examples_dir) / name).read_bytes().removeprefix(b"\xef\xbb\xbf"))
+            out.write(fhirjson.dumps({"file": name, "resource": resource}) + b"\n")
     print(f"packed {len(names)} examples into {OUT} ({OUT.stat().st_size:,} bytes)")
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.errors import FhirError, Issue, bad_request
-from fhirlead.json_limits import TooDeep, loads_limited
 
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
@@ -61,10 +59,10 @@ class FhirRequest:
             if not self.body.strip():
                 raise bad_request("The request has no body")
             try:
-                self._parsed = loads_limited(self.body)
-            except TooDeep as error:
+                self._parsed = fhirjson.loads_untrusted(self.body)
+            except (fhirjson.TooDeep, fhirjson.DuplicateKey) as error:
                 raise bad_request(f"The body is refused: {error}") from None
-            except orjson.JSONDecodeError as error:
+            except fhirjson.JsonError as error:
                 raise bad_request(f"The body is not valid JSON: {error}") from None
         return self._parsed
 

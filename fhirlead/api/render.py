@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 
+from fhirlead import fhirjson
 from fhirlead.api.messages import FHIR_JSON, FhirRequest, FhirResponse
 from fhirlead.errors import FhirError, Issue
 
@@ -46,9 +46,8 @@ def to_bytes(body: bytes | dict[str, Any] | None, pretty: bool) -> bytes:
     if body is None:
         return b""
     if pretty:
-        value = orjson.loads(body) if isinstance(body, bytes) else body
-        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
-    return body if isinstance(body, bytes) else orjson.dumps(body)
+        return fhirjson.dumps_pretty(body)
+    return body if isinstance(body, bytes) else fhirjson.dumps(body)
 
 
 def http_response(response: FhirResponse, pretty: bool) -> Response:

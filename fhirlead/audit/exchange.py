@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.audit import codes
 from fhirlead.audit.event import Caller, patient_entity, query_entity, resource_entity, rest_event
 from fhirlead.errors import FhirError
@@ -256,8 +255,8 @@ def _parsed_body(exchange: Exchange, target: str | None) -> Any:
         return None  # a Patient instance: the path names the patient, the ETag the version
 
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return fhirjson.loads(body)
+    except fhirjson.JsonError:
         return None
 
 

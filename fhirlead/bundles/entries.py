@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.definitions import resource_types
 from fhirlead.errors import FhirError, Issue
 
@@ -69,7 +68,7 @@ class Entry:
         if resource.get("resourceType") != "Binary" or resource.get("contentType") != JSON_PATCH:
             raise self.error(400, "invalid", f"a PATCH entry's resource must be a Binary with contentType {JSON_PATCH}")
         try:
-            return orjson.loads(base64.b64decode(resource.get("data", ""), validate=True))
+            return fhirjson.loads_untrusted(base64.b64decode(resource.get("data", ""), validate=True))
         except (binascii.Error, ValueError) as error:
             raise self.error(400, "invalid", f"the Binary does not hold a JSON Patch document: {error}") from None
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.api.messages import JSON_PATCH, FhirRequest, FhirResponse
 from fhirlead.errors import FhirError, Issue, bad_request, not_found
 from fhirlead.interaction import conditions
@@ -45,7 +44,7 @@ async def patch(
     if if_match is not None and if_match != current.version:
         raise conflict(VersionConflict(current.reference, if_match, current.version))
     try:
-        patched = json_patch.apply(orjson.loads(current.body), document)
+        patched = json_patch.apply(fhirjson.loads(current.body), document)
     except json_patch.PatchError as error:
         raise (bad_request(str(error)) if error.malformed else unprocessable(str(error))) from None
     if patched.get("resourceType") != type_ or patched.get("id") != id_:

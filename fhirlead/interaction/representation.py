@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
-import orjson
-
-from fhirlead import subsetting
+from fhirlead import fhirjson, subsetting
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.clock import parse_instant
 from fhirlead.errors import FhirError, Issue
@@ -45,4 +43,4 @@ def send_version(request: FhirRequest, version: ResourceVersion) -> FhirResponse
     mode, names = subsetting.requested(request.param("_summary"), request.param("_elements"))
     if mode in (None, "false") and not names:
         return FhirResponse(200, version.body, headers)
-    return FhirResponse(200, subsetting.apply(orjson.loads(version.body), mode, names), headers)
+    return FhirResponse(200, subsetting.apply(fhirjson.loads(version.body), mode, names), headers)

@@ -7,6 +7,7 @@ well-formed patch that cannot be applied to this resource (422), as FHIR asks.
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from fhirlead.numbers import ascii_int, shown
@@ -93,7 +94,7 @@ def _same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    numbers = isinstance(a, int | float) and isinstance(b, int | float)
+    numbers = isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal)
     return (type(a) is type(b) or numbers) and a == b
 
 

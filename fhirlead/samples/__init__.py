@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from importlib import resources
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.interaction.update import update
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 
 
 def sample_resources() -> list[dict]:
-    return orjson.loads(resources.files(__package__).joinpath("lead-sample.json").read_bytes())
+    return fhirjson.loads(resources.files(__package__).joinpath("lead-sample.json").read_bytes())
 
 
 async def load_samples(settings: Settings) -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
-from fhirlead import bundle_json, subsetting
+from fhirlead import bundle_json, fhirjson, subsetting
 from fhirlead.errors import Issue, operation_outcome
 from fhirlead.storage.port import ResourceVersion
 
@@ -27,7 +25,7 @@ def _body(version: ResourceVersion, summary: str | None, elements: list[str] | N
     assert version.body is not None
     if summary in (None, "false", "count") and not elements:
         return version.body
-    return orjson.dumps(subsetting.apply(orjson.loads(version.body), summary, elements))
+    return fhirjson.dumps(subsetting.apply(fhirjson.loads(version.body), summary, elements))
 
 
 def entries(
@@ -62,7 +60,7 @@ def searchset(
     header["link"] = links
     parts: list[bytes] = []
     if warnings:
-        parts.append(bundle_json.entry({}, orjson.dumps(operation_outcome(warnings)), OUTCOME))
+        parts.append(bundle_json.entry({}, fhirjson.dumps(operation_outcome(warnings)), OUTCOME))
     parts += entries(base_url, matches, MATCH, summary, elements)
     parts += entries(base_url, includes, INCLUDE, summary, None)
     return bundle_json.bundle(header, parts)

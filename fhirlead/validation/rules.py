@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
+from fhirlead import fhirjson
 from fhirlead.definitions import resource_types
 from fhirlead.errors import Issue
-from fhirlead.json_limits import TooDeep
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
@@ -40,10 +38,9 @@ def check_type(resource: dict[str, Any], expected_type: str | None) -> list[Issu
 def check_json_shape(resource: dict[str, Any]) -> list[Issue]:
     """Empty objects/arrays and misplaced nulls, with the path where they are; and nesting beyond the
     server's limit (a patch can deepen a resource that arrived within it)."""
-    try:
-        compact = orjson.dumps(resource)
-    except orjson.JSONEncodeError:
-        return [Issue("invalid", str(TooDeep()), expression=(str(resource.get("resourceType", "Resource")),))]
+    compact = fhirjson.dumps(resource)
+    if compact.count(b"{") + compact.count(b"[") > fhirjson.MAX_DEPTH and fhirjson.too_deep(resource):
+        return [Issue("invalid", str(fhirjson.TooDeep()), expression=(str(resource.get("resourceType", "Resource")),))]
     if not _may_break_shape(compact):
         return []
     issues: list[Issue] = []

@@ -8,10 +8,12 @@ and seconds for a Bundle (the schema's resource `oneOf`).
 from __future__ import annotations
 
 import threading
+from itertools import islice
 from typing import Any
 
 import jsonschema_rs
 
+from fhirlead import fhirjson
 from fhirlead.definitions import json_schema, resource_types
 from fhirlead.errors import Issue
 
@@ -24,6 +26,10 @@ def fhirpath_of(resource_type: str, instance_path: list[str | int]) -> str:
     for step in instance_path:
         path += f"[{step}]" if isinstance(step, int) else f".{step}"
     return path
+
+
+def _errors(validator: Any, resource: dict[str, Any]) -> list[Any]:
+    return [] if validator.is_valid(resource) else list(islice(validator.iter_errors(resource), MAX_ISSUES))
 
 
 class SchemaValidator:
@@ -49,10 +55,13 @@ class SchemaValidator:
         """Issues for `resource`, whose resourceType the caller has already checked."""
         resource_type = resource["resourceType"]
         validator = self._validator(resource_type)
-        if validator.is_valid(resource):
-            return []
+        try:
+            errors = _errors(validator, resource)
+        except ValueError:  # jsonschema-rs takes Decimal but not its subclass ExactDecimal (rare: `1e2`)
+            resource = fhirjson.plain(resource)
+            errors = _errors(validator, resource)
         issues: list[Issue] = []
-        for error in validator.iter_errors(resource):
+        for error in errors:
             path = list(error.instance_path)
             nested = self._nested_resource_issues(resource, path)
             if nested is not None:

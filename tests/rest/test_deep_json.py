@@ -1,4 +1,4 @@
-"""One explicit limit on JSON nesting (`fhirlead.json_limits.MAX_DEPTH`): deeper bodies are a 400 naming
+"""One explicit limit on JSON nesting (`fhirlead.fhirjson.MAX_DEPTH`): deeper bodies are a 400 naming
 the limit, before anything is validated or stored, on every path that takes JSON; real content passes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from fhirlead.json_limits import MAX_DEPTH
+from fhirlead.fhirjson import MAX_DEPTH
 from tests.conftest import FHIR_JSON
 
 

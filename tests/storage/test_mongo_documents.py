@@ -72,3 +72,30 @@ async def test_group_membership_is_one_small_document_per_member() -> None:
     query = SearchQuery(("Group",), (Clause((ReferenceMatch("member", "Patient", "p2999"),)),))
     assert [v.id for v in (await store.search(query)).matches] == ["g"]
     await store.close()
+
+
+async def test_decimals_are_stored_as_decimal128_and_what_bson_cannot_hold_goes_out_of_line() -> None:
+    from bson.decimal128 import Decimal128
+
+    from fhirlead import fhirjson
+
+    plain = fhirjson.loads(b'{"resourceType":"Observation","id":"plain","status":"final","code":{"text":"x"},'
+                           b'"valueQuantity":{"value":1.50}}')
+    exact = fhirjson.loads(b'{"resourceType":"Observation","id":"exact","status":"final","code":{"text":"x"},'
+                           b'"valueQuantity":{"value":1e2}}')  # Decimal128 would spell it 1E+2
+    inner: dict[str, Any] = {"url": "http://example.org/x", "valueString": "a"}
+    for _ in range(50):  # 100 JSON levels: more than a MongoDB document may nest
+        inner = {"url": "http://example.org/x", "extension": [inner]}
+    deep = {"resourceType": "Patient", "id": "deep", "extension": [inner]}
+    store, db = await _store_with(plain, exact, deep)
+    try:
+        stored = db.resources.find_one({"_id": "Observation/plain"})
+        assert stored["resource"]["valueQuantity"]["value"] == Decimal128("1.50")
+        for key in ("Observation/exact", "Patient/deep"):
+            assert db.resources.find_one({"_id": key})["resource"] is None  # in `bodies` instead
+        assert b'"value":1e2' in (await store.read("Observation", "exact")).body
+        assert b'"value":1.50' in (await store.read("Observation", "plain")).body
+        deep_body = (await store.read("Patient", "deep")).body
+        assert orjson.loads(deep_body)["extension"] == deep["extension"]
+    finally:
+        await store.close()

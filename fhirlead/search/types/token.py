@@ -12,6 +12,7 @@ modifiers `:not` (no value matches; includes resources without a value), `:text`
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from fhirlead.errors import bad_request
@@ -56,7 +57,7 @@ def _add_code(key: str, value: Any, out: IndexEntries) -> None:
         out.token.append((key, "", value))
     elif isinstance(value, bool):
         out.token.append((key, "", "true" if value else "false"))
-    elif isinstance(value, int | float):
+    elif isinstance(value, int | float | Decimal):
         out.token.append((key, "", str(value)))
 
 

@@ -14,20 +14,26 @@ Three collections hold the data (see `schema`):
   limit, and because flat documents need no array-path queries, multikey indexes or array sorts
   (which the test stand-ins and some MongoDB-compatible servers answer wrongly).
 
-`ResourceVersion.body` is `orjson.dumps(resource)` of the stored sub-document: BSON keeps key order and
-number types, so the bytes equal those the SQLite backend stores for the same write.
+`ResourceVersion.body` is `fhirjson.dumps(resource)` of the stored sub-document: BSON keeps key order
+and number types, and FHIR decimals are stored as Decimal128, which keeps their digits (`1.50`), so the
+bytes equal those the SQLite backend stores for the same write.
 
-A resource too big for a document (FHIR allows it: the official examples include a 30 MB Bundle, and
-MongoDB refuses documents over 16 MB) is stored out of line instead: its JSON bytes in `bodies`, in
-chunks of BODY_CHUNK bytes keyed by the version's `seq`, and `body_seq` in place of `resource`.
+A resource that a native sub-document cannot hold exactly is stored out of line instead: its JSON bytes
+in `bodies`, in chunks of BODY_CHUNK bytes keyed by the version's `seq`, and `body_seq` in place of
+`resource`. That is a resource too big for a document (FHIR allows it: the official examples include a
+30 MB Bundle, and MongoDB refuses documents over 16 MB), one nested deeper than MongoDB's 100 levels,
+and one with a decimal Decimal128 cannot hold or would spell differently (more than 34 digits, an
+exponent beyond ±6,000, `1e2` rather than `1E+2`).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-import orjson
+from bson.decimal128 import Decimal128
 
+from fhirlead import fhirjson
 from fhirlead.search.entries import KINDS, IndexEntries
 from fhirlead.search.types.quantity import CANONICAL
 from fhirlead.storage.port import ResourceVersion
@@ -62,7 +68,42 @@ def resource_key(type_: str, id_: str) -> str:
 
 
 def body_of(resource: dict[str, Any] | None) -> bytes | None:
-    return None if resource is None else orjson.dumps(resource)
+    return None if resource is None else fhirjson.dumps(resource)
+
+
+NATIVE_DEPTH = 90  # JSON levels of a resource sub-document; MongoDB refuses BSON nested over 100 deep
+
+
+class _NotNative(Exception):
+    pass
+
+
+def native(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """`resource` as a BSON sub-document that reads back to the same JSON (decimals as Decimal128), or
+    None when it cannot be one and must be stored out of line."""
+    try:
+        return _native(resource, 1)
+    except _NotNative:
+        return None
+
+
+def _native(value: Any, level: int) -> Any:
+    if isinstance(value, dict):
+        if level > NATIVE_DEPTH:
+            raise _NotNative
+        return {key: _native(item, level + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        if level > NATIVE_DEPTH:
+            raise _NotNative
+        return [_native(item, level + 1) for item in value]
+    if isinstance(value, Decimal):
+        if isinstance(value, fhirjson.ExactDecimal):
+            raise _NotNative
+        try:
+            return Decimal128(value)
+        except ArithmeticError:  # Inexact, Overflow: beyond 34 digits or the exponent range
+            raise _NotNative from None
+    return value
 
 
 INLINE_LIMIT = 8 * 1024 * 1024  # JSON bytes above which a body is stored out of line

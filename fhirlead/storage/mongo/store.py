@@ -24,9 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from fhirlead import clock
+from fhirlead import clock, fhirjson
 from fhirlead.storage.mongo import documents, schema
 from fhirlead.storage.mongo.access import Access
 from fhirlead.storage.mongo.records import MongoRecords
@@ -213,7 +211,7 @@ class MongoUnitOfWork:
         current = await self._current(version.type, version.id)
         if current is not None and current["version"] >= version.version:
             raise VersionConflict(version.reference, version.version - 1, current["version"])
-        resource = None if version.body is None else orjson.loads(version.body)
+        resource = None if version.body is None else fhirjson.loads(version.body)
         updated_us = clock.micros(clock.parse_instant(version.last_updated))
         await self._store_version(version, resource, updated_us, entries, current)
 
@@ -237,9 +235,11 @@ class MongoUnitOfWork:
         key = documents.resource_key(stored.type, stored.id)
         live = resource is not None
         body_seq = None
-        if stored.body is not None and len(stored.body) > documents.INLINE_LIMIT:
-            body_seq, resource = seq, None
-            await access.bodies.insert_many(documents.body_chunks(seq, stored.body), session=session)
+        if resource is not None and stored.body is not None:
+            resource = documents.native(resource) if len(stored.body) <= documents.INLINE_LIMIT else None
+            if resource is None:
+                body_seq = seq
+                await access.bodies.insert_many(documents.body_chunks(seq, stored.body), session=session)
         version = {  # what the current-state document and the history document both record
             "type": stored.type,
             "id": stored.id,

@@ -18,9 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
-from fhirlead import clock
+from fhirlead import clock, fhirjson
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
 from fhirlead.storage.sqlite import index, rows, schema, search
 from fhirlead.storage.sqlite.records import SqliteRecords
@@ -251,7 +249,7 @@ def _new_version(
     body = None
     if resource is not None:
         resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
-        body = orjson.dumps(resource)
+        body = fhirjson.dumps(resource)
     return ResourceVersion(type_, id_, version, last_updated, method, body), clock.micros(moment)
 
 
