@@ -197,13 +197,10 @@ class Loader:
     failing ones are left out and reported.
 
     The load journal: a unit whose key is in the journal is skipped (unless `reload`). A unit's journal
-    record is written right AFTER the unit of work that holds it has committed, never before, so the
-    journal never claims a unit whose resources are not in the store; a failed unit is not journaled
-    and is tried again by the next run. Records are written outside the store's unit of work (the SQLite
-    records live on a connection of their own and must not be written from inside a unit of work), so
-    this cannot be one atomic step: a crash between a commit and its journal writes leaves that one
-    commit group (at most about GROUP resources) unjournaled, and a re-run loads it again — harmless for
-    resources with ids (PUT), duplicates for resources without (POST).
+    record is written in the same unit of work as its resources (`UnitOfWork.put_record`), so they
+    commit together or not at all: after a crash (`kill -9` included) the journal lists exactly the
+    units whose resources are in the store, and a re-run loads the rest without duplicating any. A
+    failed unit is not journaled and is tried again by the next run.
 
     Units with the same bytes share a journal record: once one of them is journaled, later runs skip
     them all (within one run, both are loaded, as before the journal existed).
@@ -231,35 +228,32 @@ class Loader:
         if not pending:
             return
         try:
-            async with self.server.store.unit_of_work() as uow:
-                for _, entries in pending:
-                    await transaction.write(self.server, uow, entries, "", "minimal")
+            await self.commit(pending)
         except FhirError:
             for unit, _ in pending:
                 await self.alone(unit)
-            return
-        # committed: now (and only now) journal the units
-        for unit, entries in pending:
-            await self.journal(unit, self.count(entries))
 
     async def alone(self, unit: Unit) -> None:
-        entries = unit.build()
         try:
-            await transaction.run(self.server, entries, "", "minimal")
+            await self.commit([(unit, unit.build())])
         except FhirError as error:
             self.report.failures.append(f"{unit.where}: {error}")
-            return
-        await self.journal(unit, self.count(entries))
 
-    async def journal(self, unit: Unit, resources: int) -> None:
-        if unit.key:
-            where = f"{unit.path}:{unit.lines}" if unit.lines else str(unit.path)
-            await self.server.store.records.put(JOURNAL, unit.key, {"where": where, "resources": resources})
+    async def commit(self, pending: list[tuple[Unit, list[Entry]]]) -> None:
+        """Write the units and their journal records in one unit of work; count them once committed."""
+        async with self.server.store.unit_of_work() as uow:
+            for unit, entries in pending:
+                await transaction.write(self.server, uow, entries, "", "minimal")
+                if unit.key:
+                    where = f"{unit.path}:{unit.lines}" if unit.lines else str(unit.path)
+                    await uow.put_record(JOURNAL, unit.key, {"where": where, "resources": len(written(entries))})
+        for _, entries in pending:
+            self.report.counts.update(written(entries))
 
-    def count(self, entries: list[Entry]) -> int:
-        written = [entry.type_ for entry in entries if entry.method in ("POST", "PUT")]
-        self.report.counts.update(written)
-        return len(written)
+
+def written(entries: list[Entry]) -> list[str]:
+    """The types of the resources a unit's entries create or update."""
+    return [entry.type_ for entry in entries if entry.method in ("POST", "PUT")]
 
 
 def units_of(path: Path) -> Iterator[Unit]:

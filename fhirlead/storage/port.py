@@ -118,6 +118,12 @@ class UnitOfWork(Protocol):
         stores. VersionConflict when the resource already has this version or a newer one."""
         ...
 
+    async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        """Write a record (`store.records`; no expiry, its revision counted on) that commits, or is
+        rolled back, with this unit's resources: a fact about them that must never outlive or predate
+        them (`fhirlead load`'s journal of committed files)."""
+        ...
+
 
 class Store(Protocol):
     """A FHIR resource store. Reads outside a unit of work see committed data only."""

@@ -127,12 +127,16 @@ class MockCollection:
             session.record(lambda: self._c.delete_many({"_id": {"$in": ids}}))
         return result
 
-    async def update_one(self, filter_: dict[str, Any], update: dict[str, Any], *, session: Any = None) -> Any:
+    async def update_one(
+        self, filter_: dict[str, Any], update: dict[str, Any], *, upsert: bool = False, session: Any = None
+    ) -> Any:
         self._check(session)
         before = self._c.find_one(filter_)
-        result = self._c.update_one(filter_, update)
+        result = self._c.update_one(filter_, update, upsert=upsert)
         if session is not None and before is not None:
             session.record(lambda: self._c.replace_one({"_id": before["_id"]}, before))
+        elif session is not None and result.upserted_id is not None:
+            session.record(lambda: self._c.delete_one({"_id": result.upserted_id}))
         return result
 
     async def replace_one(self, filter_: dict[str, Any], doc: dict[str, Any], *, session: Any = None) -> Any:

@@ -84,32 +84,39 @@ class LiveServer:
         return answer.json()["access_token"]
 
 
-@contextmanager
-def live_server(folder: Path) -> Iterator[LiveServer]:
-    """`fhirlead serve --sample-data` on a free loopback port and a new store in `folder`, until the block ends."""
+def spawn(folder: Path) -> tuple[subprocess.Popen, LiveServer]:
+    """Start `fhirlead serve --sample-data` on a free loopback port and the store `folder`/live.db (new, or
+    the one an earlier server there left), and wait until it answers."""
     port = free_port()
     store = f"sqlite:///{folder / 'live.db'}"
     log = folder / "server.log"
-    with log.open("wb") as sink:
+    with log.open("ab") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "fhirlead.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
              "--store", store, "--sample-data"],
             stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment(),
         )
     server = LiveServer(f"http://127.0.0.1:{port}", store, log)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"fhirlead serve exited ({process.returncode}):\n{server.output()}")
+        try:
+            if httpx.get(f"{server.root}/healthz", timeout=2).status_code == 200:
+                return process, server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"fhirlead serve did not answer in {START_TIMEOUT:.0f} s:\n{server.output()}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def live_server(folder: Path) -> Iterator[LiveServer]:
+    """`fhirlead serve --sample-data` on a free loopback port and a new store in `folder`, until the block ends."""
+    process, server = spawn(folder)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"fhirlead serve exited ({process.returncode}):\n{server.output()}")
-            try:
-                if httpx.get(f"{server.root}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"fhirlead serve did not answer in {START_TIMEOUT:.0f} s:\n{server.output()}")
-            time.sleep(0.1)
         yield server
     finally:
         process.terminate()

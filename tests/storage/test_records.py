@@ -234,3 +234,21 @@ async def test_sqlite_stores_on_one_file_race_safely(server: Server, settings: S
     finally:
         for other in others:
             await other.close()
+
+
+async def test_a_record_put_in_a_unit_of_work_commits_and_rolls_back_with_it(server: Server) -> None:
+    store = server.store
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as uow:
+            await uow.write("Patient", "gone", {"resourceType": "Patient", "id": "gone"}, None, "PUT")
+            await uow.put_record("load-journal", "gone", {"resources": 1})
+            raise RuntimeError("the unit fails after both writes")
+    assert await store.records.get("load-journal", "gone") is None and await store.read("Patient", "gone") is None
+    async with store.unit_of_work() as uow:
+        await uow.write("Patient", "kept", {"resourceType": "Patient", "id": "kept"}, None, "PUT")
+        await uow.put_record("load-journal", "kept", {"resources": 1})
+    assert (await store.records.get("load-journal", "kept")).doc == {"resources": 1}
+    async with store.unit_of_work() as uow:
+        await uow.put_record("load-journal", "kept", {"resources": 2})
+    again = await store.records.get("load-journal", "kept")
+    assert (again.doc, again.rev, again.expires) == ({"resources": 2}, 2, None)

@@ -2,8 +2,8 @@
 client session, so reads inside a unit of work see its own writes and nothing else changes shape.
 
 Only this module and `store` touch the driver's API: the calls used are `find` (with sort, limit and
-projection), `find_one`, `count_documents`, `insert_one`, `insert_many`, `update_one`, `delete_many`
-and `find_one_and_update` — a surface a test stand-in can provide exactly.
+projection), `find_one`, `count_documents`, `insert_one`, `insert_many`, `update_one` (upserting only
+records), `delete_many` and `find_one_and_update` — a surface a test stand-in can provide exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhirlead.storage.mongo import documents
-from fhirlead.storage.mongo.schema import BODIES, COUNTERS, HISTORY, RESOURCES, SEARCH_INDEX
+from fhirlead.storage.mongo.schema import BODIES, COUNTERS, HISTORY, RECORDS, RESOURCES, SEARCH_INDEX
 from fhirlead.storage.port import ResourceVersion
 
 IN_CHUNK = 5000  # values per `$in` list: keeps every query document far below 16 MB
@@ -43,6 +43,10 @@ class Access:
     @property
     def bodies(self) -> Any:
         return self.db[BODIES]
+
+    @property
+    def records(self) -> Any:
+        return self.db[RECORDS]
 
     async def versions(self, docs: list[dict[str, Any]]) -> list[ResourceVersion]:
         """`resources`/`history` documents as versions, fetching the bodies stored out of line."""

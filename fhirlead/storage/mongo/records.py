@@ -26,7 +26,7 @@ class MongoRecords:
         self._c = collection
 
     async def get(self, kind: str, key: str) -> Record | None:
-        found = await self._c.find_one({"_id": _id(kind, key)})
+        found = await self._c.find_one({"_id": record_id(kind, key)})
         return _record(found) if found is not None and _is_live(found, time.time()) else None
 
     async def put(
@@ -40,13 +40,13 @@ class MongoRecords:
     ) -> Record:
         fields = {"kind": kind, "key": key, "doc": doc, "expires": expires}
         if expected_rev is None:
-            rev = await self._put_any(_id(kind, key), fields)
+            rev = await self._put_any(record_id(kind, key), fields)
         elif expected_rev == 0:
-            rev = await self._create(_id(kind, key), fields)
+            rev = await self._create(record_id(kind, key), fields)
         else:
             rev = expected_rev + 1
             result = await self._c.update_one(
-                _live({"_id": _id(kind, key), "rev": expected_rev}, time.time()),
+                _live({"_id": record_id(kind, key), "rev": expected_rev}, time.time()),
                 {"$set": {**fields, "rev": rev}},
             )
             if result.matched_count == 0:
@@ -88,7 +88,7 @@ class MongoRecords:
         raise RecordConflict(fields["kind"], fields["key"])
 
     async def delete(self, kind: str, key: str) -> bool:
-        result = await self._c.delete_one(_live({"_id": _id(kind, key)}, time.time()))
+        result = await self._c.delete_one(_live({"_id": record_id(kind, key)}, time.time()))
         return result.deleted_count == 1
 
     async def purge_expired(self) -> int:
@@ -100,7 +100,7 @@ class MongoRecords:
         return [_record(found) for found in await cursor.to_list(None)]
 
 
-def _id(kind: str, key: str) -> str:
+def record_id(kind: str, key: str) -> str:
     return f"{kind}\x1f{key}"
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from fhirlead import clock, fhirjson
 from fhirlead.storage.mongo import documents, schema
 from fhirlead.storage.mongo.access import Access
-from fhirlead.storage.mongo.records import MongoRecords
+from fhirlead.storage.mongo.records import MongoRecords, record_id
 from fhirlead.storage.mongo.search import Searcher
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, StoreError, VersionConflict
 
@@ -214,6 +214,13 @@ class MongoUnitOfWork:
         resource = None if version.body is None else fhirjson.loads(version.body)
         updated_us = clock.micros(clock.parse_instant(version.last_updated))
         await self._store_version(version, resource, updated_us, entries, current)
+
+    async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        fields = {"kind": kind, "key": key, "doc": doc, "expires": None}
+        await self._access.records.update_one(
+            {"_id": record_id(kind, key)}, {"$set": fields, "$inc": {"rev": 1}}, upsert=True,
+            session=self._access.session,
+        )
 
     async def _current(self, type_: str, id_: str) -> dict[str, Any] | None:
         return await self._access.resources.find_one(

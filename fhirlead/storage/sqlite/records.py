@@ -4,7 +4,8 @@ Not on the store's writer thread: group commit may leave a transaction open ther
 still queued, and a record written into it would wait for (and could be undone with) their COMMIT.
 Here each put is its own `BEGIN IMMEDIATE` … `COMMIT`, which takes SQLite's write lock before reading
 the revision, so the check and the write are atomic across every process on the file. A put waits
-(busy timeout) while a unit of work holds that lock: do not put records from inside a unit of work.
+(busy timeout) while a unit of work holds that lock: do not put records from inside a unit of work (a
+record that must commit with its resources goes through `UnitOfWork.put_record`, on the writer).
 """
 
 from __future__ import annotations

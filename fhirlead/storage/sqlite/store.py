@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 from fhirlead import clock, fhirjson
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
 from fhirlead.storage.sqlite import index, rows, schema, search
@@ -199,6 +201,17 @@ class SqliteUnitOfWork:
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
         await self._call(lambda conn: _write_version(conn, version, entries))
+
+    async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        body = orjson.dumps(doc)
+        await self._call(lambda conn: conn.execute(_PUT_RECORD, (kind, key, body)))
+
+
+# the `records` table (sqlite/records.py) written from the writer connection, inside the unit's transaction
+_PUT_RECORD = (
+    "INSERT INTO records (kind, key, rev, expires, doc) VALUES (?, ?, 1, NULL, ?) "
+    "ON CONFLICT (kind, key) DO UPDATE SET rev = rev + 1, expires = NULL, doc = excluded.doc"
+)
 
 
 def _rollback_if_open(conn: sqlite3.Connection) -> None:
