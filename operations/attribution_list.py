@@ -1,0 +1,212 @@
+"""A Da Vinci ATR 2.1.0 Member Attribution List (an atr-group `Group`) as the reconciliation operations see
+it: its status, its members and who they are attributed to, and how a changed list is written back.
+
+Shared by `$member-add`, `$member-remove`, `$confirm-attribution-list` and `$attribution-status`
+(https://hl7.org/fhir/us/davinci-atr/STU2.1/). Every change is a new version of the Group, written with
+the version it was read at as precondition (retried on a concurrent change), so history keeps each step.
+Members, coverages and providers are named by reference or by identifier; a name that resolves to
+nothing or to several resources is a 422 that names the parameter, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhirlead import fhirjson
+from fhirlead.api.messages import FhirResponse
+from fhirlead.errors import FhirError, Issue, not_found, operation_outcome
+from fhirlead.interaction import conditions
+from fhirlead.interaction.incoming import prepare
+from fhirlead.interaction.outcome import location, version_headers
+from fhirlead.numbers import shown
+from fhirlead.parameters import InputParameters
+from fhirlead.plugins import OperationCall
+from fhirlead.storage.port import ResourceVersion, UnitOfWork, VersionConflict
+
+ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
+STATUS = ATR + "ext-attributionListStatus"
+CHANGE_TYPE = ATR + "ext-changeType"
+COVERAGE = ATR + "ext-coverageReference"
+PROVIDER = ATR + "ext-attributedProvider"
+PROVIDER_TYPES = ("Practitioner", "PractitionerRole", "Organization")
+DEFINITIONS = Path(__file__).resolve().parent.parent / "profiles" / "atr"
+ATTEMPTS = 5  # writes retried when another writer changed the list in between
+
+
+@cache
+def definition(code: str) -> dict[str, Any]:
+    """The IG's OperationDefinition for `code` (profiles/atr)."""
+    return fhirjson.loads((DEFINITIONS / f"OperationDefinition-{code}.json").read_bytes())
+
+
+def unprocessable(text: str, *expression: str, code: str = "business-rule") -> FhirError:
+    """FHIR's 422: the request is well formed but breaks a rule of the list or names nothing usable."""
+    return FhirError(422, [Issue(code, text, expression=expression)])
+
+
+def relative(base_url: str, reference: Any) -> str | None:
+    """`Type/id` of a Reference to this server (absolute URLs under the base included)."""
+    text = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(text, str):
+        return None
+    prefix = base_url + "/"
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def extension_value(element: dict[str, Any], url: str) -> Any:
+    for extension in element.get("extension") or ():
+        if isinstance(extension, dict) and extension.get("url") == url:
+            return next((v for k, v in extension.items() if k.startswith("value")), None)
+    return None
+
+
+def set_extension(element: dict[str, Any], url: str, key: str, value: Any) -> None:
+    """Set (or add) the extension `url` of `element` to `{key: value}`."""
+    extensions = element.setdefault("extension", [])
+    for extension in extensions:
+        if isinstance(extension, dict) and extension.get("url") == url:
+            extension.clear()
+            extension.update({"url": url, key: value})
+            return
+    extensions.append({"url": url, key: value})
+
+
+@dataclass
+class Member:
+    """One `Group.member` with the references it is matched by, relative (`Type/id`)."""
+
+    index: int
+    element: dict[str, Any]
+    patient: str
+    provider: str | None
+    coverage: str | None
+
+    @property
+    def active(self) -> bool:
+        return not self.element.get("inactive", False)
+
+
+class AttributionList:
+    """A Group read at one version, and the changes an operation makes to it."""
+
+    def __init__(self, version: ResourceVersion, base_url: str) -> None:
+        self.version = version
+        self.base_url = base_url
+        self.group: dict[str, Any] = fhirjson.loads(version.body or b"{}")
+        self.status = extension_value(self.group, STATUS)
+        if self.status is None:
+            raise unprocessable(f"Group/{version.id} is not a Da Vinci ATR attribution list: it has no "
+                                f"{STATUS} extension", "Group.extension")
+
+    def relative(self, reference: Any) -> str | None:
+        return relative(self.base_url, reference)
+
+    def members(self) -> list[Member]:
+        return [
+            Member(index, element, self.relative(element.get("entity")) or "",
+                   self.relative(extension_value(element, PROVIDER)), self.relative(extension_value(element, COVERAGE)))
+            for index, element in enumerate(self.group.get("member") or ())
+            if isinstance(element, dict)
+        ]
+
+    def matching(self, patient: str, provider: str | None = None, coverage: str | None = None) -> list[Member]:
+        return [m for m in self.members() if m.patient == patient and provider in (None, m.provider)
+                and coverage in (None, m.coverage)]
+
+    def require_changeable(self, operation: str) -> None:
+        """ATR: member-add and member-remove only while the list is draft or open."""
+        if self.status not in ("draft", "open"):
+            raise unprocessable(f"${operation} is refused: Group/{self.version.id} is a {shown(str(self.status))} "
+                                "attribution list; only draft and open lists change", "Group.extension")
+
+    def set_status(self, status: str) -> None:
+        set_extension(self.group, STATUS, "valueCode", status)
+        self.status = status
+
+    def set_members(self, members: list[dict[str, Any]]) -> None:
+        if members:
+            self.group["member"] = members
+        else:
+            self.group.pop("member", None)
+        if "quantity" in self.group:
+            self.group["quantity"] = len(members)
+
+
+async def change(call: OperationCall, edit: Callable[[AttributionList, UnitOfWork], Awaitable[str]]) -> FhirResponse:
+    """Read the list, let `edit` change it (returning what it did, in words), write the new version.
+    A concurrent write to the list between the read and the write makes the whole step run again."""
+    server, request = call.server, call.request
+    for attempt in range(ATTEMPTS):
+        try:
+            async with server.store.unit_of_work() as uow:
+                current = await read(uow, call.id_ or "", request.base_url)
+                before = current.version.body
+                said = await edit(current, uow)
+                version = current.version
+                if fhirjson.dumps(current.group) != before:  # nothing changed: no new version
+                    entries = prepare(server, current.group, "Group")
+                    version = await uow.write("Group", version.id, current.group, entries, "PUT",
+                                              expected_version=version.version)
+        except VersionConflict:
+            if attempt == ATTEMPTS - 1:
+                raise FhirError(409, [Issue("conflict", f"Group/{call.id_} kept changing; try again")]) from None
+            continue
+        outcome = operation_outcome([Issue("informational", f"{said} (Group/{version.id} version {version.version})",
+                                           severity="information")])
+        return FhirResponse(200, outcome, {**version_headers(version), "Location": location(request.base_url, version)})
+    raise AssertionError("unreachable")
+
+
+async def read(uow: UnitOfWork, id_: str, base_url: str) -> AttributionList:
+    version = await uow.read("Group", id_)
+    if version is None or version.body is None:
+        raise not_found(f"Group/{id_} is not known")
+    return AttributionList(version, base_url)
+
+
+async def resolve(
+    uow: UnitOfWork, call: OperationCall, params: InputParameters, by_reference: str, by_identifier: str | None,
+    types: tuple[str, ...], required: bool = True,
+) -> str | None:
+    """The `Type/id` a pair of alternative parameters names (a Reference, or an Identifier searched
+    among `types`); it must exist, be one of `types`, and be named only one way."""
+    given = params.given(by_reference, *((by_identifier,) if by_identifier else ()))
+    if len(given) > 1:
+        raise FhirError(400, [Issue("invalid", f"give either '{by_reference}' or '{by_identifier}', not both",
+                                    expression=(by_reference, by_identifier or ""))])
+    if not given:
+        if required:
+            names = f"'{by_reference}'" + (f" or '{by_identifier}'" if by_identifier else "")
+            raise FhirError(400, [Issue("required", f"${_code(call)} needs {names}", expression=(by_reference,))])
+        return None
+    if by_reference in given:
+        reference = relative(call.request.base_url, params.one(by_reference))
+        type_, _, id_ = (reference or "").partition("/")
+        if type_ not in types or not id_ or "/" in id_:
+            raise unprocessable(f"'{by_reference}' must reference a {' or '.join(types)} on this server",
+                                by_reference, code="invalid")
+        found = await uow.read(type_, id_)
+        if found is None or found.body is None:
+            raise unprocessable(f"'{by_reference}' names {reference}, which does not exist", by_reference,
+                                code="not-found")
+        return reference
+    identifier = params.one(by_identifier)
+    system, value = identifier.get("system"), identifier.get("value")
+    if not isinstance(value, str) or not value or (system is not None and not isinstance(system, str)):
+        raise FhirError(400, [Issue("invalid", f"'{by_identifier}' needs a value (and a system)",
+                                    expression=(by_identifier,))])
+    token = f"{system}|{value}" if system else value
+    found = [v for type_ in types for v in await conditions.matches(call.server, uow, type_, [("identifier", token)])]
+    if len(found) != 1:
+        what = "nothing" if not found else "more than one resource"
+        raise unprocessable(f"'{by_identifier}' {shown(token)} identifies {what} among {', '.join(types)}",
+                            by_identifier, code="not-found" if not found else "multiple-matches")
+    return found[0].reference
+
+
+def _code(call: OperationCall) -> str:
+    return call.request.path.rsplit("$", 1)[-1]

@@ -1,0 +1,41 @@
+"""`Group/[id]/$confirm-attribution-list` (Da Vinci ATR 2.1.0): the consumer has no more changes; the
+list becomes final, and `$member-add`/`$member-remove` are refused from then on.
+
+The IG lets the producer make further changes before finalising; fhirlead finalises at once, dropping the
+members marked inactive while the list was a draft (the IG: once final the producer SHOULD remove them).
+The IG names the answer "201 Accepted"; fhirlead answers 200 OK with an OperationOutcome: 201 would
+announce a new resource at a Location and 202 work still in progress, and neither is so — the list is
+final when the answer arrives (its new version in ETag and Location). Confirming a final list again
+changes nothing and answers 200.
+"""
+
+from __future__ import annotations
+
+from fhirlead import parameters
+from fhirlead.api.messages import FhirResponse
+from fhirlead.operations.attribution_list import AttributionList, change, definition
+from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.storage.port import UnitOfWork
+
+NAME = "confirm-attribution-list"
+
+
+async def confirm(call: OperationCall) -> FhirResponse:
+    parameters.read(call.request, definition(NAME))  # it takes none: anything given is refused
+
+    async def edit(attribution: AttributionList, uow: UnitOfWork) -> str:
+        if attribution.status == "final":
+            return f"Group/{attribution.version.id} is already final"
+        members = attribution.members()
+        attribution.set_members([m.element for m in members if m.active])
+        attribution.set_status("final")
+        dropped = sum(not m.active for m in members)
+        removed = f"; {dropped} dropped member(s) removed" if dropped else ""
+        return f"Group/{attribution.version.id} is final{removed}"
+
+    return await change(call, edit)
+
+
+def register(registry: OperationRegistry) -> None:
+    registry.add(Operation(NAME, confirm, instance=True, resource_types=frozenset({"Group"}),
+                           affects_state=True, definition=definition(NAME)))
