@@ -25,6 +25,7 @@ from fhirlead.interaction.outcome import location, version_headers
 from fhirlead.numbers import shown
 from fhirlead.parameters import InputParameters
 from fhirlead.plugins import OperationCall
+from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion, UnitOfWork, VersionConflict
 
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
@@ -77,9 +78,10 @@ def set_extension(element: dict[str, Any], url: str, key: str, value: Any) -> No
 
 @dataclass
 class Member:
-    """One `Group.member` with the references it is matched by, relative (`Type/id`)."""
+    """One `Group.member` with the references it is matched by, relative (`Type/id`). `key` tells the
+    layout which one it is (its position in a whole Group, or the store's member number)."""
 
-    index: int
+    key: int
     element: dict[str, Any]
     patient: str
     provider: str | None
@@ -91,31 +93,31 @@ class Member:
 
 
 class AttributionList:
-    """A Group read at one version, and the changes an operation makes to it."""
+    """A Group read at one version, the changes an operation makes to it, and how they are written:
+    whole (`WholeGroup`) or, where the store keeps members one by one, member by member (`MemberRows`:
+    a change costs the same at 100 and at 100,000 members)."""
 
-    def __init__(self, version: ResourceVersion, base_url: str) -> None:
+    def __init__(self, version: ResourceVersion, head: dict[str, Any], base_url: str) -> None:
         self.version = version
         self.base_url = base_url
-        self.group: dict[str, Any] = fhirjson.loads(version.body or b"{}")
-        self.status = extension_value(self.group, STATUS)
+        self.head = head  # the Group without `member`
+        self.status = extension_value(head, STATUS)
         if self.status is None:
             raise unprocessable(f"Group/{version.id} is not a Da Vinci ATR attribution list: it has no "
                                 f"{STATUS} extension", "Group.extension")
 
-    def relative(self, reference: Any) -> str | None:
-        return relative(self.base_url, reference)
+    def member(self, key: int, element: Any) -> Member:
+        return Member(key, element, relative(self.base_url, element.get("entity")) or "",
+                      relative(self.base_url, extension_value(element, PROVIDER)),
+                      relative(self.base_url, extension_value(element, COVERAGE)))
 
-    def members(self) -> list[Member]:
-        return [
-            Member(index, element, self.relative(element.get("entity")) or "",
-                   self.relative(extension_value(element, PROVIDER)), self.relative(extension_value(element, COVERAGE)))
-            for index, element in enumerate(self.group.get("member") or ())
-            if isinstance(element, dict)
-        ]
-
-    def matching(self, patient: str, provider: str | None = None, coverage: str | None = None) -> list[Member]:
-        return [m for m in self.members() if m.patient == patient and provider in (None, m.provider)
+    async def matching(self, patient: str, provider: str | None = None, coverage: str | None = None) -> list[Member]:
+        return [m for m in await self.find(patient) if m.patient == patient and provider in (None, m.provider)
                 and coverage in (None, m.coverage)]
+
+    async def find(self, patient: str | None) -> list[Member]:
+        """The current members whose entity is `patient` (None: all)."""
+        raise NotImplementedError
 
     def require_changeable(self, operation: str) -> None:
         """ATR: member-add and member-remove only while the list is draft or open."""
@@ -124,16 +126,118 @@ class AttributionList:
                                 "attribution list; only draft and open lists change", "Group.extension")
 
     def set_status(self, status: str) -> None:
-        set_extension(self.group, STATUS, "valueCode", status)
+        set_extension(self.head, STATUS, "valueCode", status)
         self.status = status
 
-    def set_members(self, members: list[dict[str, Any]]) -> None:
-        if members:
-            self.group["member"] = members
-        else:
-            self.group.pop("member", None)
-        if "quantity" in self.group:
-            self.group["quantity"] = len(members)
+    def add(self, element: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def replace(self, member: Member, element: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def remove(self, member: Member) -> None:
+        raise NotImplementedError
+
+    async def save(self, server: Server, uow: UnitOfWork) -> ResourceVersion | None:
+        """Write the changes as a new version; None when there are none."""
+        raise NotImplementedError
+
+
+class WholeGroup(AttributionList):
+    """The list read and written as one resource."""
+
+    def __init__(self, version: ResourceVersion, group: dict[str, Any], base_url: str) -> None:
+        head, elements = split(group)
+        super().__init__(version, head, base_url)
+        self.elements: list[Any] = elements
+
+    async def find(self, patient: str | None) -> list[Member]:
+        members = [self.member(n, e) for n, e in enumerate(self.elements) if isinstance(e, dict)]
+        return [m for m in members if patient is None or m.patient == patient]
+
+    def add(self, element: dict[str, Any]) -> None:
+        self.elements.append(element)
+
+    def replace(self, member: Member, element: dict[str, Any]) -> None:
+        self.elements[member.key] = element
+
+    def remove(self, member: Member) -> None:
+        self.elements[member.key] = None
+
+    async def save(self, server: Server, uow: UnitOfWork) -> ResourceVersion | None:
+        elements = [e for e in self.elements if e is not None]
+        group = {**self.head, "member": elements} if elements else dict(self.head)
+        if "quantity" in group:
+            group["quantity"] = len(elements)
+        if fhirjson.dumps(group) == self.version.body:
+            return None
+        entries = prepare(server, group, "Group")
+        return await uow.write("Group", self.version.id, group, entries, "PUT", expected_version=self.version.version)
+
+
+class MemberRows(AttributionList):
+    """The list as the store keeps it: its head, and only the members an operation looks at."""
+
+    def __init__(self, version: ResourceVersion, head: dict[str, Any], base_url: str, reader: Any) -> None:
+        super().__init__(version, head, base_url)
+        self.reader = reader  # a store or unit of work with port.MemberRows
+        self.before = fhirjson.dumps(head)
+        self.removed: list[int] = []
+        self.replaced: dict[int, dict[str, Any]] = {}
+        self.added: list[dict[str, Any]] = []
+
+    async def find(self, patient: str | None) -> list[Member]:
+        entities = None if patient is None else [patient, f"{self.base_url}/{patient}"]
+        found = await self.reader.find_group_members(self.version.id, entities)
+        return [self.member(ordinal, fhirjson.loads(body)) for ordinal, body in found]
+
+    def add(self, element: dict[str, Any]) -> None:
+        self.added.append(element)
+
+    def replace(self, member: Member, element: dict[str, Any]) -> None:
+        self.replaced[member.key] = element
+
+    def remove(self, member: Member) -> None:
+        self.removed.append(member.key)
+
+    async def save(self, server: Server, uow: UnitOfWork) -> ResourceVersion | None:
+        if not (self.removed or self.replaced or self.added) and fhirjson.dumps(self.head) == self.before:
+            return None
+        if "quantity" in self.head:
+            self.head["quantity"] += len(self.added) - len(self.removed)
+        server.validator.check(self.head, "Group")
+        member_of = server.extractor.extract_member
+        for element in [*self.replaced.values(), *self.added]:
+            server.validator.check({"resourceType": "Group", "type": "person", "actual": True,
+                                    "member": [element]}, "Group")
+        unchanged = without_meta(fhirjson.loads(self.before)) == without_meta(self.head)
+        return await uow.change_group_members(
+            self.version.id, self.head, None if unchanged else server.extractor.extract_group(self.head).head,
+            self.removed, [(key, e, member_of(e)) for key, e in self.replaced.items()],
+            [(e, member_of(e)) for e in self.added], "PUT", self.version.version)
+
+
+def split(group: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    members = group.get("member")
+    return {k: v for k, v in group.items() if k != "member"}, list(members) if isinstance(members, list) else []
+
+
+def without_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+async def load(server: Server, reader: Any, id_: str, base_url: str) -> AttributionList:
+    """The list as of now, from a unit of work or the store; member by member where the store can."""
+    if server.store.member_rows:
+        version = await reader.read_group_head(id_)
+        if version is not None and version.body is not None:
+            head = fhirjson.loads(version.body)
+            if "member" not in head:  # else written before members had rows: read and written whole
+                return MemberRows(version, head, base_url, reader)
+    version = await reader.read("Group", id_)
+    if version is None or version.body is None:
+        raise not_found(f"Group/{id_} is not known")
+    return WholeGroup(version, fhirjson.loads(version.body), base_url)
 
 
 async def change(call: OperationCall, edit: Callable[[AttributionList, UnitOfWork], Awaitable[str]]) -> FhirResponse:
@@ -143,14 +247,9 @@ async def change(call: OperationCall, edit: Callable[[AttributionList, UnitOfWor
     for attempt in range(ATTEMPTS):
         try:
             async with server.store.unit_of_work() as uow:
-                current = await read(uow, call.id_ or "", request.base_url)
-                before = current.version.body
-                said = await edit(current, uow)
-                version = current.version
-                if fhirjson.dumps(current.group) != before:  # nothing changed: no new version
-                    entries = prepare(server, current.group, "Group")
-                    version = await uow.write("Group", version.id, current.group, entries, "PUT",
-                                              expected_version=version.version)
+                attribution = await load(server, uow, call.id_ or "", request.base_url)
+                said = await edit(attribution, uow)
+                version = await attribution.save(server, uow) or attribution.version
         except VersionConflict:
             if attempt == ATTEMPTS - 1:
                 raise FhirError(409, [Issue("conflict", f"Group/{call.id_} kept changing; try again")]) from None
@@ -159,13 +258,6 @@ async def change(call: OperationCall, edit: Callable[[AttributionList, UnitOfWor
                                            severity="information")])
         return FhirResponse(200, outcome, {**version_headers(version), "Location": location(request.base_url, version)})
     raise AssertionError("unreachable")
-
-
-async def read(uow: UnitOfWork, id_: str, base_url: str) -> AttributionList:
-    version = await uow.read("Group", id_)
-    if version is None or version.body is None:
-        raise not_found(f"Group/{id_} is not known")
-    return AttributionList(version, base_url)
 
 
 async def resolve(

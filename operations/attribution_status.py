@@ -14,7 +14,7 @@ from typing import Any
 from fhirlead import fhirjson, parameters
 from fhirlead.api.messages import FhirResponse
 from fhirlead.errors import not_found
-from fhirlead.operations.attribution_list import AttributionList, definition, read, resolve
+from fhirlead.operations.attribution_list import definition, load, resolve
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 
 NAME = "attribution-status"
@@ -24,12 +24,12 @@ async def attribution_status(call: OperationCall) -> FhirResponse:
     server, request = call.server, call.request
     params = parameters.read(request, definition(NAME))
     store = server.store  # reads only: no unit of work (and no write lock)
-    attribution: AttributionList = await read(store, call.id_ or "", request.base_url)
+    attribution = await load(server, store, call.id_ or "", request.base_url)
     patient = await resolve(store, call, params, "patientReference", "memberId", ("Patient",))
-    found = attribution.matching(patient or "")
+    found = await attribution.matching(patient or "")
     if not found:
         raise not_found(f"{patient} is not a member of Group/{attribution.version.id}")
-    group = {**attribution.group, "member": [member.element for member in found]}
+    group = {**attribution.head, "member": [member.element for member in found]}
     if "quantity" in group:
         group["quantity"] = len(found)
     related = [patient, *sorted({ref for m in found for ref in (m.provider, m.coverage) if ref})]

@@ -26,10 +26,12 @@ async def confirm(call: OperationCall) -> FhirResponse:
     async def edit(attribution: AttributionList, uow: UnitOfWork) -> str:
         if attribution.status == "final":
             return f"Group/{attribution.version.id} is already final"
-        members = attribution.members()
-        attribution.set_members([m.element for m in members if m.active])
+        dropped = 0
+        for member in await attribution.find(None):
+            if not member.active:
+                attribution.remove(member)
+                dropped += 1
         attribution.set_status("final")
-        dropped = sum(not m.active for m in members)
         removed = f"; {dropped} dropped member(s) removed" if dropped else ""
         return f"Group/{attribution.version.id} is final{removed}"
 

@@ -43,8 +43,7 @@ async def member_add(call: OperationCall) -> FhirResponse:
         attribution.require_changeable(NAME)
         patient = await resolve(uow, call, params, "patientReference", "memberId", ("Patient",))
         provider = await resolve(uow, call, params, "providerReference", "providerNpi", PROVIDER_TYPES)
-        elements = list(attribution.group.get("member") or ())
-        existing = attribution.matching(patient or "", provider)
+        existing = await attribution.matching(patient or "", provider)
         if existing:
             element = existing[0].element
             if element.get("inactive") or (period is not None and element.get("period") != period):
@@ -52,6 +51,7 @@ async def member_add(call: OperationCall) -> FhirResponse:
                     element["period"] = period
                 element.pop("inactive", None)
                 set_extension(element, CHANGE_TYPE, "valueCode", "changed")
+                attribution.replace(existing[0], element)
                 return f"{patient} is attributed to {provider} (updated)"
             return f"{patient} is attributed to {provider} already"
         element: dict[str, Any] = {"extension": [
@@ -60,7 +60,7 @@ async def member_add(call: OperationCall) -> FhirResponse:
         ], "entity": {"reference": patient}}
         if period is not None:
             element["period"] = period
-        attribution.set_members([*elements, element])
+        attribution.add(element)
         return f"{patient} is attributed to {provider} (added)"
 
     return await change(call, edit)

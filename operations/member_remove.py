@@ -41,7 +41,7 @@ async def member_remove(call: OperationCall) -> FhirResponse:
         provider = await resolve(uow, call, params, "providerReference", "providerNpi", PROVIDER_TYPES,
                                  required=False)
         coverage = await resolve(uow, call, params, "coverageReference", None, ("Coverage",), required=False)
-        found = [m for m in attribution.matching(patient or "", provider, coverage) if m.active]
+        found = [m for m in await attribution.matching(patient or "", provider, coverage) if m.active]
         if not found:
             narrowed = "".join(f" with {what}" for what in (provider, coverage) if what)
             raise unprocessable(f"{patient}{narrowed} is not an active member of Group/{attribution.version.id}",
@@ -50,9 +50,10 @@ async def member_remove(call: OperationCall) -> FhirResponse:
             for member in found:
                 member.element["inactive"] = True
                 set_extension(member.element, CHANGE_TYPE, "valueCode", "dropped")
+                attribution.replace(member, member.element)
             return f"{len(found)} attribution(s) of {patient} marked dropped (the list is a draft)"
-        removed = {member.index for member in found}
-        attribution.set_members([e for i, e in enumerate(attribution.group.get("member") or ()) if i not in removed])
+        for member in found:
+            attribution.remove(member)
         return f"{len(found)} attribution(s) of {patient} removed"
 
     return await change(call, edit)

@@ -64,3 +64,18 @@ class IndexEntries:
 
     def count(self) -> int:
         return sum(len(getattr(self, kind)) for kind in (*KINDS, "composite"))
+
+    def add(self, other: IndexEntries) -> None:
+        for kind in (*KINDS, "composite"):
+            getattr(self, kind).extend(getattr(other, kind))
+
+
+@dataclass(slots=True)
+class GroupEntries(IndexEntries):
+    """A Group's entries (all of them, as for any resource) and how they split: those of the Group
+    without its members (`head`) and those of each member (`members`, in `Group.member` order). A store
+    that keeps members one by one (a 100,000-member attribution list) indexes and unindexes them one by
+    one with these."""
+
+    head: IndexEntries = field(default_factory=IndexEntries)
+    members: list[IndexEntries] = field(default_factory=list)

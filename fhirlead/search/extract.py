@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhirlead.errors import bad_request
-from fhirlead.search.entries import IndexEntries
+from fhirlead.search.entries import GroupEntries, IndexEntries
 from fhirlead.search.fhirpath import Accessor, Unsupported, compile_expression
 from fhirlead.search.registry import SearchParam, SearchRegistry
 from fhirlead.search.types import date, number, quantity, reference, string, token, uri
@@ -160,6 +160,30 @@ class Extractor:
         type_ = resource.get("resourceType")
         if not isinstance(type_, str) or not self.registry.is_resource_type(type_):
             raise bad_request(f"Cannot index a resource of type {type_!r}")
+        if type_ == "Group":
+            return self.extract_group(resource)
+        return self._extract(type_, resource)
+
+    def extract_group(self, group: dict[str, Any]) -> GroupEntries:
+        """A Group's entries, split into those of the Group without members and those of each member
+        (each extracted from a Group holding only that member: no search parameter of R4 combines a
+        member with another element)."""
+        members = group.get("member")
+        head = {key: value for key, value in group.items() if key != "member"}
+        out = GroupEntries(head=self._extract("Group", head))
+        out.add(out.head)
+        if isinstance(members, list):
+            for member in members:
+                entries = self.extract_member(member)
+                out.members.append(entries)
+                out.add(entries)
+        return out.dedupe()
+
+    def extract_member(self, member: Any) -> IndexEntries:
+        """The entries one `Group.member` element contributes."""
+        return self._extract("Group", {"resourceType": "Group", "member": [member]})
+
+    def _extract(self, type_: str, resource: dict[str, Any]) -> IndexEntries:
         out = IndexEntries()
         root = [resource]
         for plan in self.plans(type_):

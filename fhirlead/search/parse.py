@@ -391,5 +391,6 @@ def parse_search(
         total=total,
         include=tuple(includes),
         base_url=base_url,
+        group_members=summary not in ("true", "text") and (elements is None or "member" in elements),
     )
     return ParsedSearch(query, used, warnings, summary, elements)

@@ -212,6 +212,9 @@ class SearchQuery:
     total: str = "auto"
     include: tuple[Include, ...] = ()
     base_url: str = ""
+    # False when the answer leaves out Group.member (`_summary=true`, `_elements` without it): a store
+    # that keeps members one by one then reads a 100,000-member list as cheaply as any resource.
+    group_members: bool = True
 
     def signature(self) -> str:
         """What a paging cursor is bound to: the same filters, types and order."""

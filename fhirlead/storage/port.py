@@ -9,7 +9,7 @@ documents outside the FHIR API (`fhirlead.storage.records`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -125,10 +125,44 @@ class UnitOfWork(Protocol):
         ...
 
 
+class MemberRows(Protocol):
+    """What a unit of work of a store with `member_rows` adds: Group members one by one."""
+
+    async def read_group_head(self, id_: str) -> ResourceVersion | None:
+        """Group `id_`'s current version without `member` (as cheap as any read, whatever its size)."""
+        ...
+
+    async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
+        """Its current members (a stable number, the member's JSON) whose `entity.reference` is one of
+        `entities` (None: all), in order."""
+        ...
+
+    async def change_group_members(
+        self,
+        id_: str,
+        head: dict[str, Any],
+        head_entries: IndexEntries | None,
+        removed: Sequence[int],
+        replaced: Sequence[tuple[int, dict[str, Any], IndexEntries]],
+        added: Sequence[tuple[dict[str, Any], IndexEntries]],
+        method: str,
+        expected_version: int,
+    ) -> ResourceVersion:
+        """A new version of Group `id_`: `head` (meta set here, as `write` does) with the current members
+        less `removed`, with `replaced` ones changed in place and `added` appended; `head_entries` None
+        keeps the head's index as it is. VersionConflict unless `expected_version` is current. The
+        version returned carries the head only as its body."""
+        ...
+
+
 class Store(Protocol):
     """A FHIR resource store. Reads outside a unit of work see committed data only."""
 
     records: Records  # available once open(); its writes are their own, never part of a unit of work
+    # Whether units of work keep Group members one by one (MemberRows below; the store itself then has
+    # its two reads too): a 100,000-member list changes by one member in constant time. Without it,
+    # Groups are read and written whole.
+    member_rows: bool
 
     async def open(self) -> None: ...
 

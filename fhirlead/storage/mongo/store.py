@@ -53,6 +53,8 @@ class MongoStore:
     set (None = decide from the server's `hello`).
     """
 
+    member_rows = False  # Groups are written whole (a member-row layout as in SQLite is still to come)
+
     def __init__(
         self,
         url: str | None = None,

@@ -65,11 +65,15 @@ def create_schema(conn: sqlite3.Connection) -> None:
             f"CREATE INDEX IF NOT EXISTS {name}_by_value ON {name} (sp, {', '.join(indexed)})"
             + (f" WHERE {where}" if where else "")
         )
+        # the rows of one Group member (rep < 0, see sqlite/members.py), deleted when it leaves
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_by_member ON {name} (pk, rep) WHERE rep < 0")
     for statement in EXTRA_INDEXES:
         conn.execute(statement)
 
 
 _DELETES = tuple(f"DELETE FROM {table(kind)} WHERE pk = ?" for kind in TABLES)
+_DELETE_HEAD = tuple(f"DELETE FROM {table(kind)} WHERE pk = ? AND rep >= 0" for kind in TABLES)
+_DELETE_MEMBER = tuple(f"DELETE FROM {table(kind)} WHERE pk = ? AND rep BETWEEN ? AND ? AND rep < 0" for kind in TABLES)
 _INSERTS = {
     kind: f"INSERT OR IGNORE INTO {table(kind)} VALUES ({', '.join('?' * (len(columns) + 3))})"
     for kind, (columns, _, _) in TABLES.items()
@@ -82,16 +86,31 @@ def remove(conn: sqlite3.Connection, pk: int) -> None:
         conn.execute(statement, (pk,))
 
 
-def rows(pk: int, type_: str, entries: IndexEntries) -> dict[str, list[tuple]]:
-    """The rows per table for one resource: what `replace` inserts (bulk loaders reuse it)."""
+def remove_head(conn: sqlite3.Connection, pk: int) -> None:
+    """Delete the index rows of Group `pk` that are not a member's."""
+    for statement in _DELETE_HEAD:
+        conn.execute(statement, (pk,))
+
+
+def remove_member(conn: sqlite3.Connection, pk: int, low: int, high: int) -> None:
+    """Delete the index rows of one Group member (rep from `low` to `high`, both negative)."""
+    for statement in _DELETE_MEMBER:
+        conn.execute(statement, (pk, low, high))
+
+
+def rows(pk: int, type_: str, entries: IndexEntries, rep_base: int = 0) -> dict[str, list[tuple]]:
+    """The rows per table for one resource: what `replace` inserts (bulk loaders reuse it). A Group
+    member's rows are numbered down from its negative `rep_base` (sqlite/members.py)."""
     out: dict[str, list[tuple]] = {kind: [] for kind in TABLES}
     for kind in TABLES:
         values = entries.of_kind(kind)
         if values:
             target = out[kind]
             for entry in values:
-                target.append((pk, param_id(type_, entry[0]), *entry[1:], 0))
-    for rep, (key, components) in enumerate(entries.composite, start=1):
+                target.append((pk, param_id(type_, entry[0]), *entry[1:], rep_base))
+    step = -1 if rep_base < 0 else 1
+    for number, (key, components) in enumerate(entries.composite, start=1):
+        rep = rep_base + step * number
         for position, (kind, value) in enumerate(components):
             out[kind].append((pk, param_id(type_, f"{key}#{position}"), *value, rep))
     return out

@@ -5,6 +5,7 @@
 - `versions`: every version ever written, deletes included (body NULL). `seq` is a global, increasing
   write order: system and type history read it backwards.
 - `records`: small keyed documents beside the resources (`fhirlead.storage.records`), added in version 2.
+- `group_members`: a Group's members, one row per member and version range (`sqlite/members.py`), version 3.
 The search index tables belong to `fhirlead.storage.sqlite.index`.
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from fhirlead.storage.sqlite import index
+from fhirlead.storage.sqlite import index, members
 
-SCHEMA_VERSION = 2  # 2: the records table
+SCHEMA_VERSION = 3  # 2: the records table; 3: group_members
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -83,6 +84,8 @@ def migrate(conn: sqlite3.Connection) -> None:
         for statement in TABLES.split(";"):  # executescript() would COMMIT first
             if statement.strip():
                 conn.execute(statement)
+        for statement in members.TABLE.split(";"):
+            conn.execute(statement)
         index.create_schema(conn)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")

@@ -137,9 +137,10 @@ def execute(conn: sqlite3.Connection, query: SearchQuery) -> SearchPage:
             next_cursor = cursors.encode(cursors.Cursor(True, _keys(page[-1])), signature)
         if position is not None and (forward or more):
             previous_cursor = cursors.encode(cursors.Cursor(False, _keys(page[0])), signature)
-    matches = rows.load_current(conn, [row[0] for row in page])
+    matches = rows.load_current(conn, [row[0] for row in page], query.group_members)
     included = _includes(conn, compiler, query.include, matches_of(conn, [row[0] for row in page]))
-    return SearchPage(matches, rows.load_current(conn, included), total, next_cursor, previous_cursor)
+    return SearchPage(matches, rows.load_current(conn, included, query.group_members), total, next_cursor,
+                      previous_cursor)
 
 
 def _keys(row: tuple) -> tuple:

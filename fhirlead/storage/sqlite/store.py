@@ -11,9 +11,10 @@ Records (`fhirlead.storage.records`) have a thread and connection of their own (
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from fhirlead import clock, fhirjson
+from fhirlead.search.entries import GroupEntries
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
-from fhirlead.storage.sqlite import index, rows, schema, search
+from fhirlead.storage.sqlite import index, members, rows, schema, search
 from fhirlead.storage.sqlite.records import SqliteRecords
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ T = TypeVar("T")
 
 class SqliteStore:
     """Versioned FHIR resources in one SQLite file (`sqlite:///path/to/file.db`)."""
+
+    member_rows = True  # Group members one by one (sqlite/members.py)
 
     def __init__(self, path: str, *, readers: int = 4, synchronous: str = "FULL") -> None:
         self.path = path
@@ -103,6 +107,14 @@ class SqliteStore:
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._on_reader(lambda conn: search.execute(conn, query))
 
+    async def read_group_head(self, id_: str) -> ResourceVersion | None:
+        """port.MemberRows, on committed data."""
+        return await self._on_reader(lambda conn: rows.read_current(conn, "Group", id_, with_members=False))
+
+    async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
+        """port.MemberRows, on committed data."""
+        return await self._on_reader(lambda conn: members.find(conn, _group_pk(conn, id_), entities))
+
     async def all_versions(self, batch: int = 1000) -> AsyncIterator[ResourceVersion]:
         """Every version in write order, read in batches (for `fhirlead copy`)."""
         after = 0
@@ -110,9 +122,9 @@ class SqliteStore:
             found = await self._on_reader(lambda conn, after=after: _versions_after(conn, after, batch))
             if not found:
                 return
-            for row in found:
-                yield rows.to_version(row[:6])
-            after = found[-1][6]
+            for version, _ in found:
+                yield version
+            after = found[-1][1]
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -206,6 +218,22 @@ class SqliteUnitOfWork:
         body = orjson.dumps(doc)
         await self._call(lambda conn: conn.execute(_PUT_RECORD, (kind, key, body)))
 
+    # -- Group members one by one (port.MemberRows) -----------------------------------------------
+
+    async def read_group_head(self, id_: str) -> ResourceVersion | None:
+        return await self._call(lambda conn: rows.read_current(conn, "Group", id_, with_members=False))
+
+    async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
+        return await self._call(lambda conn: members.find(conn, _group_pk(conn, id_), entities))
+
+    async def change_group_members(
+        self, id_: str, head: dict[str, Any], head_entries: IndexEntries | None, removed: Sequence[int],
+        replaced: Sequence[tuple[int, dict[str, Any], IndexEntries]],
+        added: Sequence[tuple[dict[str, Any], IndexEntries]], method: str, expected_version: int,
+    ) -> ResourceVersion:
+        return await self._call(lambda conn: _write_members(
+            conn, id_, head, head_entries, removed, replaced, added, method, expected_version))
+
 
 # the `records` table (sqlite/records.py) written from the writer connection, inside the unit's transaction
 _PUT_RECORD = (
@@ -247,9 +275,48 @@ def _write(
         live_version = 0 if current is None or current[2] else current[1]
         if live_version != expected_version:
             raise VersionConflict(f"{type_}/{id_}", expected_version, live_version or None)
-    stored, updated_us = _new_version(type_, id_, 1 if current is None else current[1] + 1, resource, method)
+    number = 1 if current is None else current[1] + 1
+    if type_ == "Group" and resource is not None:
+        return _write_group(conn, None if current is None else current[0], id_, number, resource, entries, method)
+    stored, updated_us = _new_version(type_, id_, number, resource, method)
     _store(conn, None if current is None else current[0], stored, updated_us, entries)
     return stored
+
+
+def _write_group(conn: sqlite3.Connection, pk: int | None, id_: str, number: int, resource: dict[str, Any],
+                 entries: IndexEntries | None, method: str) -> ResourceVersion:
+    """A whole Group: its head as the version's body, its members as rows (sqlite/members.py)."""
+    head_resource, member_list = members.split(resource)
+    head, updated_us = _new_version("Group", id_, number, head_resource, method)
+    resource["meta"] = head_resource["meta"]
+    split = entries if isinstance(entries, GroupEntries) else None
+    pk = _store(conn, pk, head, updated_us, split.head if split is not None else entries, whole=split is None)
+    bodies = members.write_all(conn, pk, number, member_list, split.members if split is not None else None, "Group")
+    return dataclasses.replace(head, body=members.assemble(head.body or b"{}", bodies))
+
+
+def _group_pk(conn: sqlite3.Connection, id_: str) -> int:
+    found = conn.execute("SELECT pk FROM resources WHERE type = 'Group' AND id = ?", (id_,)).fetchone()
+    return -1 if found is None else found[0]
+
+
+def _write_members(
+    conn: sqlite3.Connection, id_: str, head_resource: dict[str, Any], head_entries: IndexEntries | None,
+    removed: Sequence[int], replaced: Sequence[tuple[int, dict[str, Any], IndexEntries]],
+    added: Sequence[tuple[dict[str, Any], IndexEntries]], method: str, expected_version: int,
+) -> ResourceVersion:
+    """A new version of Group `id_` that differs from the current one by the members named (and its
+    head): the other members and their index rows are not touched (port.MemberRows)."""
+    current = conn.execute("SELECT pk, version, deleted FROM resources WHERE type = 'Group' AND id = ?",
+                           (id_,)).fetchone()
+    live_version = 0 if current is None or current[2] else current[1]
+    if live_version != expected_version or current is None:
+        raise VersionConflict(f"Group/{id_}", expected_version, live_version or None)
+    pk, number = current[0], current[1] + 1
+    head, updated_us = _new_version("Group", id_, number, head_resource, method)
+    _store(conn, pk, head, updated_us, head_entries, whole=False, keep_index=head_entries is None)
+    members.write_changes(conn, pk, number, removed, replaced, added, "Group")
+    return head
 
 
 def _new_version(
@@ -271,7 +338,7 @@ def _create_many(conn: sqlite3.Connection, items: list[NewResource], method: str
     POSTs: ~40% less store time). Keys are the next free ones, as SQLite would choose them; ids
     that exist already (even deleted) take the one-by-one path, which reports the conflict."""
     keys = [(type_, id_) for type_, id_, _, _ in items]
-    if len(set(keys)) != len(keys) or _any_exists(conn, keys):
+    if len(set(keys)) != len(keys) or any(type_ == "Group" for type_, _ in keys) or _any_exists(conn, keys):
         return [_write(conn, type_, id_, body, entries, method, 0) for type_, id_, body, entries in items]
     pk = conn.execute("SELECT coalesce(max(pk), 0) FROM resources").fetchone()[0]
     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM versions").fetchone()[0]
@@ -308,16 +375,23 @@ def _any_exists(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> bool:
 
 
 def _store(
-    conn: sqlite3.Connection, pk: int | None, version: ResourceVersion, updated_us: int, entries: IndexEntries | None
-) -> None:
-    """Record `version` as its resource's current one (pk None: a new resource) with its index rows."""
+    conn: sqlite3.Connection, pk: int | None, version: ResourceVersion, updated_us: int, entries: IndexEntries | None,
+    *, whole: bool = True, keep_index: bool = False,
+) -> int:
+    """Record `version` as its resource's current one (pk None: a new resource) with its index rows;
+    its pk. For a Group's head, `whole=False` replaces only the head's index rows (not its members'),
+    and `keep_index` none at all."""
     if pk is None:
         pk = conn.execute(
             "INSERT INTO resources (type, id, version, updated_us, deleted, seq) VALUES (?, ?, 0, 0, 0, 0)",
             (version.type, version.id),
         ).lastrowid
-    else:
+    elif version.body is None:
         index.remove(conn, pk)
+        if version.type == "Group":
+            members.close_all(conn, pk, version.version)
+    elif not keep_index:
+        (index.remove if whole else index.remove_head)(conn, pk)
     seq = conn.execute(
         "INSERT INTO versions (pk, type, version, last_updated, updated_us, method, body) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -327,16 +401,19 @@ def _store(
         "UPDATE resources SET version = ?, updated_us = ?, deleted = ?, seq = ? WHERE pk = ?",
         (version.version, updated_us, int(version.body is None), seq, pk),
     )
-    if version.body is not None and entries is not None:
+    if version.body is not None and entries is not None and not keep_index:
         index.replace(conn, pk, version.type, entries)
+    return pk
 
 
-def _versions_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple]:
-    return conn.execute(
-        "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.body, v.seq "
+def _versions_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[ResourceVersion, int]]:
+    """The next versions in write order after seq `after`, with their seq."""
+    found = conn.execute(
+        f"SELECT {rows.VERSION_COLUMNS}, v.seq "
         "FROM versions v JOIN resources r ON r.pk = v.pk WHERE v.seq > ? ORDER BY v.seq LIMIT ?",
         (after, limit),
     ).fetchall()
+    return [(rows.to_version(conn, row), row[rows.WIDTH]) for row in found]
 
 
 def _write_version(conn: sqlite3.Connection, version: ResourceVersion, entries: IndexEntries | None) -> None:
@@ -347,7 +424,16 @@ def _write_version(conn: sqlite3.Connection, version: ResourceVersion, entries: 
     if current is not None and current[1] >= version.version:
         raise VersionConflict(version.reference, version.version - 1, current[1])
     updated_us = clock.micros(clock.parse_instant(version.last_updated))
-    _store(conn, None if current is None else current[0], version, updated_us, entries)
+    pk = None if current is None else current[0]
+    if version.type == "Group" and version.body is not None:
+        head_resource, member_list = members.split(fhirjson.loads(version.body))
+        head = dataclasses.replace(version, body=fhirjson.dumps(head_resource))
+        split = entries if isinstance(entries, GroupEntries) else None
+        pk = _store(conn, pk, head, updated_us, split.head if split is not None else entries, whole=split is None)
+        members.write_all(conn, pk, version.version, member_list, split.members if split is not None else None,
+                          "Group")
+        return
+    _store(conn, pk, version, updated_us, entries)
 
 
 def _history(
@@ -376,12 +462,12 @@ def _history(
         where.append("v.seq < ?")
         params.append(int(cursor))
     sql = (
-        "SELECT r.type, r.id, v.version, v.last_updated, v.method, v.body, v.seq "
+        f"SELECT {rows.VERSION_COLUMNS}, v.seq "
         "FROM versions v JOIN resources r ON r.pk = v.pk"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY v.seq DESC LIMIT ?"
     )
     found = conn.execute(sql, [*params, count + 1]).fetchall()
     page = found[:count]
-    next_cursor = str(page[-1][6]) if page and len(found) > count else None
-    return HistoryPage([rows.to_version(row[:6]) for row in page], next_cursor)
+    next_cursor = str(page[-1][rows.WIDTH]) if page and len(found) > count else None
+    return HistoryPage([rows.to_version(conn, row) for row in page], next_cursor)
