@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from fhirlead import fhirjson
 from fhirlead.auth import pages
+from fhirlead.auth.care import care_of
 from fhirlead.auth.launch import redeem_launch
 from fhirlead.auth.registry import Client, verify_secret
 from fhirlead.auth.routes import MAX_FORM_BYTES, fhir_base
@@ -28,7 +29,7 @@ from fhirlead.auth.scopes import grantable, split
 from fhirlead.auth.service import AuthServer
 from fhirlead.auth.throttle import Throttle
 from fhirlead.auth.tokens import Authorization
-from fhirlead.search.query import Clause, ReferenceMatch, SearchQuery
+from fhirlead.search.query import SearchQuery
 from fhirlead.storage.records import RecordConflict
 
 PENDING = "authz"
@@ -251,8 +252,8 @@ async def decide(request: Request) -> Response:
 
 
 async def choosable_patients(request: Request, fhir_user: str, admin: bool) -> list[tuple[str, str]]:
-    """Patients the user may open: a patient themself; a practitioner the patients whose general
-    practitioner they are or whose care team they are on; an admin any (the first few hundred)."""
+    """Patients the user may open: a patient themself; a practitioner the patients in their care
+    (auth/care.py: attributed, general practitioner, care team); an admin any (the first few hundred)."""
     store = request.app.state.server.store
     base = fhir_base(request)
     kind, _, user_id = fhir_user.partition("/")
@@ -262,7 +263,7 @@ async def choosable_patients(request: Request, fhir_user: str, admin: bool) -> l
         page = await store.search(SearchQuery(("Patient",), count=MAX_PICKER, base_url=base))
         ids = [version.id for version in page.matches]
     elif kind in ("Practitioner", "PractitionerRole"):
-        ids = await _patients_of(store, fhir_user, base)
+        ids = sorted(await care_of(request.app.state.server).patients(fhir_user))[:MAX_PICKER]
     else:
         ids = []
     patients = []
@@ -271,21 +272,6 @@ async def choosable_patients(request: Request, fhir_user: str, admin: bool) -> l
         if version is not None and version.body is not None:
             patients.append((pid, _patient_label(version.body, pid)))
     return patients
-
-
-async def _patients_of(store: Any, practitioner: str, base: str) -> list[str]:
-    type_, _, id_ = practitioner.partition("/")
-    ids: list[str] = []
-    gp = SearchQuery(("Patient",), (Clause((ReferenceMatch("general-practitioner", type_, id_),)),),
-                     count=MAX_PICKER, base_url=base)
-    ids += [version.id for version in (await store.search(gp)).matches]
-    teams = SearchQuery(("CareTeam",), (Clause((ReferenceMatch("participant", type_, id_),)),),
-                        count=MAX_PICKER, base_url=base)
-    for version in (await store.search(teams)).matches:
-        subject = (fhirjson.loads(version.body or b"{}").get("subject") or {}).get("reference", "")
-        if subject.startswith("Patient/"):
-            ids.append(subject.split("/", 1)[1])
-    return ids
 
 
 def _patient_label(body: bytes, pid: str) -> str:

@@ -33,4 +33,6 @@ async def policy_for(server: Any, authorization: str | None, fhir_base: str) -> 
         grant = await server.auth.tokens.verify(token.strip(), fhir_base)
     except InvalidToken as error:
         raise unauthorized(str(error)) from None
-    return Policy(grant, server)
+    policy = Policy(grant, server)
+    await policy.prepare()
+    return policy

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhirlead import fhirjson
+from fhirlead.auth.care import care_of
 from fhirlead.auth.grant import Grant
 from fhirlead.definitions import patient_compartment
 from fhirlead.errors import FhirError, Issue
@@ -44,21 +45,26 @@ INSTANCE_TARGETS = ("read:handle", "vread:handle", "history:handle_instance", "u
 CONDITIONAL_TARGETS = ("update:handle_conditional", "patch:handle_conditional", "delete:handle_conditional")
 
 
+CARE_CLAUSE_LIMIT = 200  # more patients than this are filtered after the search, not in it
+
+
 def forbidden(text: str) -> FhirError:
     return FhirError(403, [Issue("forbidden", text)])
 
 
 @dataclass(frozen=True)
 class Filter:
-    """One way a resource may be visible: in `patient`'s compartment (None: anywhere) and matching
-    every (parameter, value) of `query`."""
+    """One way a resource may be visible: in `patient`'s compartment (None: anywhere), or in the
+    compartment of one of the `care` patients (a practitioner's care relationships, auth/care.py), and
+    matching every (parameter, value) of `query`."""
 
     patient: str | None
     query: tuple[tuple[str, str], ...]
+    care: frozenset[str] | None = None
 
     @property
     def unrestricted(self) -> bool:
-        return self.patient is None and not self.query
+        return self.patient is None and not self.query and self.care is None
 
 
 class Policy:
@@ -67,6 +73,13 @@ class Policy:
     def __init__(self, grant: Grant, server: Any) -> None:
         self.grant = grant
         self._server = server
+        self.care: frozenset[str] | None = None  # set by prepare() for a practitioner user
+
+    async def prepare(self) -> None:
+        """A practitioner user (not an admin) with user/ scopes reaches the patients in their care
+        relationships only: find them once per request (auth/care.py caches them per user)."""
+        if self._user_is_staff and not self.grant.admin and any(s.context == "user" for s in self.grant.scopes):
+            self.care = await care_of(self._server).patients(self.grant.fhir_user or "")
 
     # -- what the token covers ----------------------------------------------------------------
 
@@ -84,6 +97,11 @@ class Policy:
                 found.append(Filter(self._user_patient, scope.query))  # a patient user sees their own record
             elif scope.context == "user" and self.grant.fhir_user and not self._user_is_staff:
                 continue  # a RelatedPerson user: no user/ access without a patient context
+            elif scope.context == "user" and self.care is not None:
+                if self._in_compartment_type(type_):
+                    found.append(Filter(None, scope.query, self.care))
+                else:
+                    found.append(Filter(None, scope.query))  # Practitioners, Organizations, Medications…
             else:
                 found.append(Filter(None, scope.query))
         return found
@@ -126,6 +144,8 @@ class Policy:
 
     def _passes(self, type_: str, id_: Any, entries: Any, f: Filter) -> bool:
         if f.patient is not None and not _member(type_, id_, entries, f.patient):
+            return False
+        if f.care is not None and not _in_care(type_, id_, entries, f.care):
             return False
         return all(_token_matches(entries, name, value) for name, value in f.query)
 
@@ -259,12 +279,19 @@ class Policy:
     def search_clauses(self, types: tuple[str, ...]) -> tuple[Clause, ...]:
         """Clauses that narrow the search in the database: the patient's compartment when every type
         is reachable only through patient/ scopes of one patient."""
-        patients = {f.patient for t in types for f in self.filters(t, "s")}
+        filters = [f for t in types for f in self.filters(t, "s")]
+        params = patient_compartment()
+        compartments = tuple((t, tuple(params.get(t, ()))) for t in types)
+        cares = {f.care for f in filters}
+        if len(cares) == 1 and None not in cares and all(f.patient is None for f in filters):
+            care = next(iter(cares))  # a practitioner's patients: narrowed in the database while few
+            if 0 < len(care) <= CARE_CLAUSE_LIMIT:
+                return (Clause(tuple(Compartment(PATIENT, patient, compartments) for patient in sorted(care))),)
+            return ()
+        patients = {f.patient for f in filters}
         if len(patients) != 1 or None in patients:
             return ()
-        params = patient_compartment()
-        patient = next(iter(patients))
-        return (Clause((Compartment(PATIENT, patient, tuple((t, tuple(params.get(t, ()))) for t in types)),)),)
+        return (Clause((Compartment(PATIENT, next(iter(patients)), compartments),)),)
 
     def check_query(self, query: SearchQuery) -> None:
         """Chains and `_has` read other types: the token must be allowed to search those too."""
@@ -287,6 +314,15 @@ def _member(type_: str, id_: Any, entries: Any, patient: str) -> bool:
         return True
     params = set(patient_compartment().get(type_, ()))
     return any(key in params and ref_type == PATIENT and ref_id == patient
+               for key, ref_type, ref_id, _url, _version in entries.reference)
+
+
+def _in_care(type_: str, id_: Any, entries: Any, care: frozenset[str]) -> bool:
+    """In the compartment of one of the `care` patients."""
+    if type_ == PATIENT:
+        return id_ in care
+    params = set(patient_compartment().get(type_, ()))
+    return any(key in params and ref_type == PATIENT and ref_id in care
                for key, ref_type, ref_id, _url, _version in entries.reference)
 
 
