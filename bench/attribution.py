@@ -7,7 +7,7 @@ load would), then over HTTP with a system token: `$member-add` of `--ops` new pa
 other (p50/p95), the same number of `$member-remove` (the list is open: removed), `Group?member=` for one
 member, the whole list (`GET Group/[id]`) and `_summary=true`; and how much the database grows per
 `$member-add` (file size after a WAL checkpoint, divided by the number of adds). MongoDB is not measured:
-its member-row layout is still to come (Groups are written whole there), and no MongoDB runs here.
+no MongoDB runs here (mongomock scans every document per query and would measure nothing).
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ records), `delete_many` and `find_one_and_update` — a surface a test stand-in 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from fhirlead.storage.group_members import assemble
 from fhirlead.storage.mongo import documents
-from fhirlead.storage.mongo.schema import BODIES, COUNTERS, HISTORY, RECORDS, RESOURCES, SEARCH_INDEX
+from fhirlead.storage.mongo.schema import BODIES, COUNTERS, GROUP_MEMBERS, HISTORY, RECORDS, RESOURCES, SEARCH_INDEX
 from fhirlead.storage.port import ResourceVersion
 
 IN_CHUNK = 5000  # values per `$in` list: keeps every query document far below 16 MB
@@ -48,17 +49,30 @@ class Access:
     def records(self) -> Any:
         return self.db[RECORDS]
 
-    async def versions(self, docs: list[dict[str, Any]]) -> list[ResourceVersion]:
-        """`resources`/`history` documents as versions, fetching the bodies stored out of line."""
+    @property
+    def group_members(self) -> Any:
+        return self.db[GROUP_MEMBERS]
+
+    async def versions(self, docs: list[dict[str, Any]], with_members: bool = True) -> list[ResourceVersion]:
+        """`resources`/`history` documents as versions, fetching the bodies stored out of line, and a
+        Group's members (`with_members` False: a Group without them)."""
+        from fhirlead.storage.mongo import members  # members imports this module
+
         outside = [doc["body_seq"] for doc in docs if doc.get("body_seq") is not None]
         bodies: dict[int, list[bytes]] = {}
         if outside:
             for chunk in await self.find(self.bodies, {"seq": {"$in": outside}}, None, [("seq", 1), ("n", 1)]):
                 bodies.setdefault(chunk["seq"], []).append(bytes(chunk["data"]))
-        return [
-            documents.to_version(doc, b"".join(bodies[doc["body_seq"]]) if doc.get("body_seq") is not None else None)
-            for doc in docs
-        ]
+        found = []
+        for doc in docs:
+            version = documents.to_version(
+                doc, b"".join(bodies[doc["body_seq"]]) if doc.get("body_seq") is not None else None)
+            if version.type == "Group" and version.body is not None and with_members:
+                key = documents.resource_key(version.type, version.id)
+                version = replace(version, body=assemble(version.body, await members.members_at(self, key,
+                                                                                               version.version)))
+            found.append(version)
+        return found
 
     async def find(
         self,

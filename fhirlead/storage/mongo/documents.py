@@ -1,6 +1,7 @@
 """The MongoDB document shapes, and the conversions between them and the port's values.
 
-Three collections hold the data (see `schema`):
+The collections that hold the data (see `schema`; a Group's members are in `group_members`, see
+`members`):
 
 - `resources`: one document per resource, `_id` "Type/id": the current version's number, write time,
   method and deleted flag, `pk` (a creation-order integer: search's default order and paging key),
@@ -149,9 +150,10 @@ def _value_doc(kind: str, values: tuple) -> dict[str, Any]:
     return doc
 
 
-def index_documents(pk: int, type_: str, entries: IndexEntries) -> list[dict[str, Any]]:
+def index_documents(pk: int, type_: str, entries: IndexEntries, rep_base: int = 0) -> list[dict[str, Any]]:
     """The search_index documents of one resource version: plain entries with rep 0, composite
-    components under `<key>#<n>` with one rep number (> 0) per repetition, as in the SQLite tables."""
+    components under `<key>#<n>` with one rep number (> 0) per repetition, as in the SQLite tables. A
+    Group member's are numbered down from its negative `rep_base` (storage/group_members.py)."""
     docs: list[dict[str, Any]] = []
     seen: set[tuple] = set()
     for kind in KINDS:
@@ -160,9 +162,11 @@ def index_documents(pk: int, type_: str, entries: IndexEntries) -> list[dict[str
             if marker in seen:
                 continue
             seen.add(marker)
-            docs.append({"pk": pk, "type": type_, "key": entry[0], "kind": kind, "rep": 0,
+            docs.append({"pk": pk, "type": type_, "key": entry[0], "kind": kind, "rep": rep_base,
                          **_value_doc(kind, entry[1:])})
-    for rep, (key, components) in enumerate(entries.composite, start=1):
+    step = -1 if rep_base < 0 else 1
+    for number, (key, components) in enumerate(entries.composite, start=1):
+        rep = rep_base + step * number
         for position, (kind, value) in enumerate(components):
             docs.append({"pk": pk, "type": type_, "key": f"{key}#{position}", "kind": kind, "rep": rep,
                          **_value_doc(kind, tuple(value))})

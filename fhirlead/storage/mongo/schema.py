@@ -17,6 +17,7 @@ SEARCH_INDEX = "search_index"
 COUNTERS = "counters"
 BODIES = "bodies"  # resources too big for one document, in chunks (see `documents`)
 RECORDS = "records"
+GROUP_MEMBERS = "group_members"  # a Group's members one by one (see `members`)
 
 _VALUE_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "string": (("norm",),),
@@ -41,6 +42,9 @@ def index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
         (SEARCH_INDEX, [("pk", 1), ("key", 1)], {"name": "pk_key"}),
         (BODIES, [("seq", 1), ("n", 1)], {"unique": True, "name": "seq_n"}),
         (RECORDS, [("kind", 1), ("key", 1)], {"name": "kind_key"}),
+        (GROUP_MEMBERS, [("group", 1), ("ordinal", 1), ("since", 1)], {"unique": True, "name": "group_ordinal"}),
+        (GROUP_MEMBERS, [("group", 1), ("until", 1), ("entity", 1)], {"name": "group_current_entity"}),
+        (SEARCH_INDEX, [("pk", 1), ("rep", 1)], {"name": "pk_rep"}),
     ]
     for kind, indexes in _VALUE_INDEXES.items():
         for number, fields in enumerate(indexes):

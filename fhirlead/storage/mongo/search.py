@@ -93,10 +93,10 @@ class Searcher:
             if position is not None and (forward or more):
                 previous_cursor = cursors.encode(cursors.Cursor(False, page[0]), signature)
         docs = await self._current([row[-1] for row in page])
-        matches = await self.access.versions(docs)
+        matches = await self.access.versions(docs, query.group_members)
         included = await self._includes(query.include, [(d["pk"], d["type"], d["id"]) for d in docs])
-        return SearchPage(matches, await self.access.versions(await self._current(included)), total,
-                          next_cursor, previous_cursor)
+        includes = await self.access.versions(await self._current(included), query.group_members)
+        return SearchPage(matches, includes, total, next_cursor, previous_cursor)
 
     async def _walk_type(self, query: SearchQuery, position: cursors.Cursor | None) -> tuple[list[Row], bool]:
         """A page of the whole type in pk order, read through the (type, deleted, pk) index."""

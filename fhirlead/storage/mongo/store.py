@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from fhirlead import clock, fhirjson
-from fhirlead.storage.mongo import documents, schema
+from fhirlead.search.entries import GroupEntries
+from fhirlead.storage.group_members import assemble, split
+from fhirlead.storage.mongo import documents, members, schema
 from fhirlead.storage.mongo.access import Access
 from fhirlead.storage.mongo.records import MongoRecords, record_id
 from fhirlead.storage.mongo.search import Searcher
@@ -53,7 +56,7 @@ class MongoStore:
     set (None = decide from the server's `hello`).
     """
 
-    member_rows = False  # Groups are written whole (a member-row layout as in SQLite is still to come)
+    member_rows = True  # Group members one by one (mongo/members.py)
 
     def __init__(
         self,
@@ -106,6 +109,14 @@ class MongoStore:
 
     async def read(self, type_: str, id_: str) -> ResourceVersion | None:
         return await _read(self._access(), type_, id_)
+
+    async def read_group_head(self, id_: str) -> ResourceVersion | None:
+        """port.MemberRows, on committed data."""
+        return await _read(self._access(), "Group", id_, with_members=False)
+
+    async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
+        """port.MemberRows, on committed data."""
+        return await members.find(self._access(), documents.resource_key("Group", id_), entities)
 
     async def vread(self, type_: str, id_: str, version: int) -> ResourceVersion | None:
         access = self._access()
@@ -200,9 +211,26 @@ class MongoUnitOfWork:
         last_updated = clock.instant(moment)
         if resource is not None:
             resource["meta"] = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
+        if type_ == "Group" and resource is not None:
+            return await self._write_group(
+                ResourceVersion(type_, id_, version, last_updated, method, None), resource, clock.micros(moment),
+                entries, current)
         stored = ResourceVersion(type_, id_, version, last_updated, method, documents.body_of(resource))
         await self._store_version(stored, resource, clock.micros(moment), entries, current)
         return stored
+
+    async def _write_group(self, stored: ResourceVersion, group: dict[str, Any], updated_us: int,
+                           entries: IndexEntries | None, current: dict[str, Any] | None) -> ResourceVersion:
+        """A whole Group: its head as the version's resource, its members one by one (mongo/members.py)."""
+        head, member_list = split(group)
+        stored = replace(stored, body=documents.body_of(head))
+        split_entries = entries if isinstance(entries, GroupEntries) else None
+        pk = await self._store_version(stored, head, updated_us,
+                                       split_entries.head if split_entries is not None else entries, current,
+                                       whole=split_entries is None)
+        bodies = await members.write_all(self._access, pk, documents.resource_key("Group", stored.id), stored.version,
+                                         member_list, split_entries.members if split_entries is not None else None)
+        return replace(stored, body=assemble(stored.body or b"{}", bodies))
 
     async def create_many(self, items: list[NewResource], method: str) -> list[ResourceVersion]:
         """One write after another: inside a session there is no round trip to save by batching."""
@@ -215,7 +243,38 @@ class MongoUnitOfWork:
             raise VersionConflict(version.reference, version.version - 1, current["version"])
         resource = None if version.body is None else fhirjson.loads(version.body)
         updated_us = clock.micros(clock.parse_instant(version.last_updated))
+        if version.type == "Group" and resource is not None:
+            await self._write_group(version, resource, updated_us, entries, current)
+            return
         await self._store_version(version, resource, updated_us, entries, current)
+
+    # -- Group members one by one (port.MemberRows) -----------------------------------------------
+
+    async def read_group_head(self, id_: str) -> ResourceVersion | None:
+        return await _read(self._access, "Group", id_, with_members=False)
+
+    async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
+        return await members.find(self._access, documents.resource_key("Group", id_), entities)
+
+    async def change_group_members(
+        self, id_: str, head: dict[str, Any], head_entries: IndexEntries | None, removed: Sequence[int],
+        replaced: Sequence[tuple[int, dict[str, Any], IndexEntries]],
+        added: Sequence[tuple[dict[str, Any], IndexEntries]], method: str, expected_version: int,
+    ) -> ResourceVersion:
+        current = await self._current("Group", id_)
+        live_version = 0 if current is None or current["deleted"] else current["version"]
+        if current is None or live_version != expected_version:
+            raise VersionConflict(f"Group/{id_}", expected_version, live_version or None)
+        version = current["version"] + 1
+        moment = clock.now()
+        last_updated = clock.instant(moment)
+        head["meta"] = {**head.get("meta", {}), "versionId": str(version), "lastUpdated": last_updated}
+        stored = ResourceVersion("Group", id_, version, last_updated, method, documents.body_of(head))
+        pk = await self._store_version(stored, head, clock.micros(moment), head_entries, current,
+                                       whole=False, keep_index=head_entries is None)
+        await members.write_changes(self._access, pk, documents.resource_key("Group", id_), version, removed,
+                                    replaced, added)
+        return stored
 
     async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         fields = {"kind": kind, "key": key, "doc": doc, "expires": None}
@@ -238,7 +297,13 @@ class MongoUnitOfWork:
         updated_us: int,
         entries: IndexEntries | None,
         current: dict[str, Any] | None,
-    ) -> None:
+        *,
+        whole: bool = True,
+        keep_index: bool = False,
+    ) -> int:
+        """Record `stored` as the resource's current version with its index documents; its pk. For a
+        Group's head, `whole=False` replaces only the head's index documents (not its members'), and
+        `keep_index` none at all."""
         access, session = self._access, self._access.session
         seq = await self._store._next_seq()
         key = documents.resource_key(stored.type, stored.id)
@@ -275,19 +340,25 @@ class MongoUnitOfWork:
             )
             if result.matched_count != 1:  # another process wrote it since we read it
                 raise VersionConflict(key, current["version"], None)
-            await access.search_index.delete_many({"pk": pk}, session=session)
+            if not live or whole:
+                await access.search_index.delete_many({"pk": pk}, session=session)
+            elif not keep_index:
+                await access.search_index.delete_many({"pk": pk, "rep": {"$gte": 0}}, session=session)
+            if not live and stored.type == "Group":
+                await members.close_all(access, key, stored.version)
         await access.history.insert_one({"seq": seq, **version}, session=session)
-        if live and entries is not None:
+        if live and entries is not None and not keep_index:
             docs = documents.index_documents(pk, stored.type, entries)
             if docs:
                 await access.search_index.insert_many(docs, session=session)
+        return pk
 
 
-async def _read(access: Access, type_: str, id_: str) -> ResourceVersion | None:
+async def _read(access: Access, type_: str, id_: str, with_members: bool = True) -> ResourceVersion | None:
     doc = await access.resources.find_one(
         {"_id": documents.resource_key(type_, id_)}, {"sort": 0}, session=access.session
     )
-    return None if doc is None else (await access.versions([doc]))[0]
+    return None if doc is None else (await access.versions([doc], with_members))[0]
 
 
 async def _commit(session: Any) -> None:

@@ -1,32 +1,22 @@
-"""Group members kept one row per member and version range, so a Group of 100,000 members (an ATR
-attribution list) changes by one member without storing or indexing the other 99,999 again.
-
-A Group version's row in `versions` holds its body without `member` (the head). `group_members` holds
-each member's JSON with the versions it belongs to: from `since` up to (not including) `until`, NULL
-while it is current. Version v of the Group is its head plus the members whose range holds v, in
-`ordinal` order; reads assemble the body (`assemble`), so every read path answers the same bytes as for
-any other resource. A member's index rows carry `rep` -(ordinal * REP_SPAN) and below (composites), so
-one member's rows are deleted through the partial index on (pk, rep) where rep < 0; the head's rows are
-the ordinary ones (rep >= 0).
-
-Writing a whole Group (PUT, a transaction, `fhirlead load`) keeps the rows of members that are still
-there, in the same order, and closes or adds the others (`write_all`); the member operations change
-single members (`write_changes`). A Group stored before this table existed has its members inside its
-head and no rows: it reads as it was, and its next whole write splits it.
+"""Group members on SQLite (the layout is in `fhirlead/storage/group_members.py`): the `group_members`
+table, one row per member and version range, and the members' index rows. A Group stored before the
+table existed has its members inside its head and no rows: it reads as it was, and its next whole write
+splits it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
 
 from fhirlead import fhirjson
 from fhirlead.search.entries import IndexEntries
+from fhirlead.storage.group_members import REP_SPAN, assemble, entity_of, plan_whole, rep_range, split
 from fhirlead.storage.sqlite import index
 
-REP_SPAN = 64  # index rows of member n: rep -(n * 64) for plain values, -(n * 64 + k + 1) for composite k
+__all__ = ["REP_SPAN", "TABLE", "assemble", "close", "close_all", "find", "members_at", "split", "write_all",
+           "write_changes"]
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS group_members (
@@ -40,26 +30,6 @@ CREATE TABLE IF NOT EXISTS group_members (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS group_members_current ON group_members (pk, entity) WHERE until IS NULL
 """
-
-
-def split(group: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The Group without `member`, and its members."""
-    members = group.get("member")
-    head = {key: value for key, value in group.items() if key != "member"}
-    return head, members if isinstance(members, list) else []
-
-
-def assemble(head: bytes, members: Sequence[bytes]) -> bytes:
-    """The Group's JSON: its head with `member` appended (none: the head as it is)."""
-    if not members:
-        return head
-    return b"".join((head[:-1], b',"member":[', b",".join(members), b"]}"))
-
-
-def entity_of(member: Any) -> str:
-    reference = member.get("entity") if isinstance(member, dict) else None
-    text = reference.get("reference") if isinstance(reference, dict) else None
-    return text if isinstance(text, str) else ""
 
 
 def members_at(conn: sqlite3.Connection, pk: int, version: int, current: bool) -> list[bytes]:
@@ -92,32 +62,9 @@ def write_all(conn: sqlite3.Connection, pk: int, version: int, members: list[dic
     bodies = [fhirjson.dumps(member) for member in members]
     old = conn.execute("SELECT ordinal, body FROM group_members WHERE pk = ? AND until IS NULL ORDER BY ordinal",
                        (pk,)).fetchall()
-    waiting: dict[bytes, deque[int]] = defaultdict(deque)
-    for position, (_, body) in enumerate(old):
-        waiting[body].append(position)
-    kept: list[int | None] = []
-    last = -1
-    for body in bodies:
-        queue = waiting.get(body)
-        while queue and queue[0] <= last:
-            queue.popleft()
-        if queue:
-            last = queue.popleft()
-            kept.append(last)
-        else:
-            kept.append(None)
-    # New members go after the last row kept; a kept row that would follow a new one is rewritten too.
-    first_new = next((n for n, position in enumerate(kept) if position is None), len(kept))
-    kept = kept[:first_new] + [None] * (len(kept) - first_new)
-    staying = {position for position in kept if position is not None}
-    close(conn, pk, version, [old[position][0] for position in range(len(old)) if position not in staying])
-    next_ordinal = (old[max(staying)][0] + 1) if staying else 1
-    added = []
-    for number, position in enumerate(kept):
-        if position is None:
-            added.append((next_ordinal, members[number], bodies[number],
-                          entries[number] if entries is not None else None))
-            next_ordinal += 1
+    closed, new = plan_whole(old, bodies)
+    close(conn, pk, version, closed)
+    added = [(ordinal, members[n], bodies[n], entries[n] if entries is not None else None) for ordinal, n in new]
     insert(conn, pk, version, added, type_)
     return bodies
 
@@ -140,7 +87,7 @@ def close(conn: sqlite3.Connection, pk: int, version: int, ordinals: Sequence[in
     for ordinal in ordinals:
         conn.execute("UPDATE group_members SET until = ? WHERE pk = ? AND ordinal = ? AND until IS NULL",
                      (version, pk, ordinal))
-        index.remove_member(conn, pk, -ordinal * REP_SPAN - (REP_SPAN - 1), -ordinal * REP_SPAN)
+        index.remove_member(conn, pk, *rep_range(ordinal))
 
 
 def close_all(conn: sqlite3.Connection, pk: int, version: int) -> None:
