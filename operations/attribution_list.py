@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhirlead import fhirjson
+from fhirlead import fhirjson, parameters
 from fhirlead.api.messages import FhirResponse
 from fhirlead.errors import FhirError, Issue, not_found, operation_outcome
 from fhirlead.interaction import conditions
@@ -24,7 +24,7 @@ from fhirlead.interaction.incoming import prepare
 from fhirlead.interaction.outcome import location, version_headers
 from fhirlead.numbers import shown
 from fhirlead.parameters import InputParameters
-from fhirlead.plugins import OperationCall
+from fhirlead.plugins import Operation, OperationCall
 from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion, UnitOfWork, VersionConflict
 
@@ -38,10 +38,29 @@ DEFINITIONS = Path(__file__).resolve().parent.parent / "profiles" / "atr"
 ATTEMPTS = 5  # writes retried when another writer changed the list in between
 
 
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
 @cache
 def definition(code: str) -> dict[str, Any]:
     """The IG's OperationDefinition for `code` (profiles/atr)."""
     return fhirjson.loads((DEFINITIONS / f"OperationDefinition-{code}.json").read_bytes())
+
+
+def group_operation(code: str, handler: Callable[[OperationCall], Awaitable[FhirResponse]],
+                    affects_state: bool = True) -> Operation:
+    """An ATR operation on Group instances, with the IG's OperationDefinition."""
+    return Operation(code, handler, instance=True, resource_types=frozenset({"Group"}), affects_state=affects_state,
+                     definition=definition(code))
+
+
+def read_parameters(call: OperationCall, code: str) -> InputParameters:
+    """The operation's parameters; a `providerNpi` without system is an NPI."""
+    params = parameters.read(call.request, definition(code))
+    npi = params.one("providerNpi")
+    if isinstance(npi, dict) and not npi.get("system"):
+        params.values["providerNpi"] = [{**npi, "system": NPI}]
+    return params
 
 
 def unprocessable(text: str, *expression: str, code: str = "business-rule") -> FhirError:

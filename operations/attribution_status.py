@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirlead import fhirjson, parameters
+from fhirlead import fhirjson
 from fhirlead.api.messages import FhirResponse
 from fhirlead.errors import not_found
-from fhirlead.operations.attribution_list import definition, load, resolve
-from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.operations.attribution_list import group_operation, load, read_parameters, resolve
+from fhirlead.plugins import OperationCall, OperationRegistry
 
 NAME = "attribution-status"
 
 
 async def attribution_status(call: OperationCall) -> FhirResponse:
     server, request = call.server, call.request
-    params = parameters.read(request, definition(NAME))
+    params = read_parameters(call, NAME)
     store = server.store  # reads only: no unit of work (and no write lock)
     attribution = await load(server, store, call.id_ or "", request.base_url)
     patient = await resolve(store, call, params, "patientReference", "memberId", ("Patient",))
@@ -47,5 +47,4 @@ async def attribution_status(call: OperationCall) -> FhirResponse:
 
 
 def register(registry: OperationRegistry) -> None:
-    registry.add(Operation(NAME, attribution_status, instance=True, resource_types=frozenset({"Group"}),
-                           definition=definition(NAME)))
+    registry.add(group_operation(NAME, attribution_status, affects_state=False))

@@ -11,17 +11,16 @@ changes nothing and answers 200.
 
 from __future__ import annotations
 
-from fhirlead import parameters
 from fhirlead.api.messages import FhirResponse
-from fhirlead.operations.attribution_list import AttributionList, change, definition
-from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.operations.attribution_list import AttributionList, change, group_operation, read_parameters
+from fhirlead.plugins import OperationCall, OperationRegistry
 from fhirlead.storage.port import UnitOfWork
 
 NAME = "confirm-attribution-list"
 
 
 async def confirm(call: OperationCall) -> FhirResponse:
-    parameters.read(call.request, definition(NAME))  # it takes none: anything given is refused
+    read_parameters(call, NAME)  # it takes none: anything given is refused
 
     async def edit(attribution: AttributionList, uow: UnitOfWork) -> str:
         if attribution.status == "final":
@@ -39,5 +38,4 @@ async def confirm(call: OperationCall) -> FhirResponse:
 
 
 def register(registry: OperationRegistry) -> None:
-    registry.add(Operation(NAME, confirm, instance=True, resource_types=frozenset({"Group"}),
-                           affects_state=True, definition=definition(NAME)))
+    registry.add(group_operation(NAME, confirm))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirlead import parameters
 from fhirlead.api.messages import FhirResponse
 from fhirlead.operations.attribution_list import (
     CHANGE_TYPE,
@@ -21,22 +20,19 @@ from fhirlead.operations.attribution_list import (
     PROVIDER_TYPES,
     AttributionList,
     change,
-    definition,
+    group_operation,
+    read_parameters,
     resolve,
     set_extension,
 )
-from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.plugins import OperationCall, OperationRegistry
 from fhirlead.storage.port import UnitOfWork
 
 NAME = "member-add"
-NPI = "http://hl7.org/fhir/sid/us-npi"
 
 
 async def member_add(call: OperationCall) -> FhirResponse:
-    params = parameters.read(call.request, definition(NAME))
-    npi = params.one("providerNpi")
-    if isinstance(npi, dict) and not npi.get("system"):
-        params.values["providerNpi"] = [{**npi, "system": NPI}]
+    params = read_parameters(call, NAME)
     period = params.one("attributionPeriod")
 
     async def edit(attribution: AttributionList, uow: UnitOfWork) -> str:
@@ -67,5 +63,4 @@ async def member_add(call: OperationCall) -> FhirResponse:
 
 
 def register(registry: OperationRegistry) -> None:
-    registry.add(Operation(NAME, member_add, instance=True, resource_types=frozenset({"Group"}),
-                           affects_state=True, definition=definition(NAME)))
+    registry.add(group_operation(NAME, member_add))

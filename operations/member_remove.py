@@ -10,30 +10,26 @@ removed. Either way the Group's history keeps what was there.
 
 from __future__ import annotations
 
-from fhirlead import parameters
 from fhirlead.api.messages import FhirResponse
 from fhirlead.operations.attribution_list import (
     CHANGE_TYPE,
     PROVIDER_TYPES,
     AttributionList,
     change,
-    definition,
+    group_operation,
+    read_parameters,
     resolve,
     set_extension,
     unprocessable,
 )
-from fhirlead.operations.member_add import NPI
-from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.plugins import OperationCall, OperationRegistry
 from fhirlead.storage.port import UnitOfWork
 
 NAME = "member-remove"
 
 
 async def member_remove(call: OperationCall) -> FhirResponse:
-    params = parameters.read(call.request, definition(NAME))
-    npi = params.one("providerNpi")
-    if isinstance(npi, dict) and not npi.get("system"):
-        params.values["providerNpi"] = [{**npi, "system": NPI}]
+    params = read_parameters(call, NAME)
 
     async def edit(attribution: AttributionList, uow: UnitOfWork) -> str:
         attribution.require_changeable(NAME)
@@ -60,5 +56,4 @@ async def member_remove(call: OperationCall) -> FhirResponse:
 
 
 def register(registry: OperationRegistry) -> None:
-    registry.add(Operation(NAME, member_remove, instance=True, resource_types=frozenset({"Group"}),
-                           affects_state=True, definition=definition(NAME)))
+    registry.add(group_operation(NAME, member_remove))
