@@ -103,8 +103,13 @@ class CareRelationships:
         if not _current(contract, today):
             return set()
         store = self._server.store
-        if store.member_rows and "member" not in head:
-            elements = [fhirjson.loads(body) for _, body in await store.find_group_members(group.id, None)]
+        if store.member_rows and "member" not in head:  # only the members attributed to them, by the index
+            found_members = set()
+            for provider in sorted(providers):
+                type_, _, id_ = provider.partition("/")
+                found_members |= set(await store.find_group_members_referring(group.id, "attributed-provider",
+                                                                              type_, id_))
+            elements = [fhirjson.loads(body) for _, body in sorted(found_members)]
         else:
             elements = head.get("member") or []
         found = set()

@@ -36,8 +36,6 @@ PROVIDER = ATR + "ext-attributedProvider"
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole", "Organization")
 DEFINITIONS = Path(__file__).resolve().parent.parent / "profiles" / "atr"
 ATTEMPTS = 5  # writes retried when another writer changed the list in between
-
-
 NPI = "http://hl7.org/fhir/sid/us-npi"
 
 

@@ -137,6 +137,13 @@ class MemberRows(Protocol):
         `entities` (None: all), in order."""
         ...
 
+    async def find_group_members_referring(self, id_: str, key: str, type_: str, target: str
+                                           ) -> list[tuple[int, bytes]]:
+        """Its current members whose index entries have reference parameter `key` pointing to
+        `type_`/`target` (e.g. the members attributed to a provider), found through the index: as cheap
+        at 100,000 members as at 100. Offered by the store (committed data), not by units of work."""
+        ...
+
     async def change_group_members(
         self,
         id_: str,

@@ -116,3 +116,23 @@ async def test_a_group_stored_whole_before_member_rows_reads_as_before(store: St
     await put(store, group("a", "b", "c"))
     assert orjson.loads((await store.read("Group", "g")).body)["member"] == group("a", "b", "c")["member"]
     assert len(await member_rows(store, settings)) == 3
+
+
+async def test_members_referring_to_a_provider_are_found_through_the_index(store: Store) -> None:
+    atr = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/ext-attributedProvider"
+
+    def attributed(patient: str, provider: str) -> dict[str, Any]:
+        return {"extension": [{"url": atr, "valueReference": {"reference": provider}}],
+                "entity": {"reference": f"Patient/{patient}"}}
+
+    listed = {**group(), "member": [attributed("a", "Practitioner/x"), attributed("b", "Organization/o"),
+                                    attributed("c", "Practitioner/x")]}
+    await put(store, listed)
+    found = await store.find_group_members_referring("g", "attributed-provider", "Practitioner", "x")
+    assert [orjson.loads(body)["entity"]["reference"] for _, body in found] == ["Patient/a", "Patient/c"]
+    async with store.unit_of_work() as uow:
+        head = fhirjson.loads((await uow.read_group_head("g")).body)
+        await uow.change_group_members("g", head, None, [found[0][0]], [], [], "PUT", 1)
+    found = await store.find_group_members_referring("g", "attributed-provider", "Practitioner", "x")
+    assert [orjson.loads(body)["entity"]["reference"] for _, body in found] == ["Patient/c"]
+    assert await store.find_group_members_referring("g", "attributed-provider", "Practitioner", "nobody") == []

@@ -37,6 +37,20 @@ async def find(access: Access, key: str, entities: Sequence[str] | None) -> list
     return [(doc["ordinal"], bytes(doc["body"])) for doc in docs]
 
 
+async def find_referring(access: Access, pk: int, key: str, group: str, type_: str, target: str
+                         ) -> list[tuple[int, bytes]]:
+    """The current members whose reference index documents `key` point to `type_`/`target`."""
+    docs = await access.find(access.search_index, {"pk": pk, "key": key, "kind": "reference", "rtype": type_,
+                                                   "rid": target, "rep": {"$lt": 0}}, {"rep": 1, "_id": 0})
+    ordinals = sorted({-doc["rep"] // REP_SPAN for doc in docs})
+    if not ordinals:
+        return []
+    found = await access.find(access.group_members, {"group": group, "ordinal": {"$in": ordinals},
+                                                     "until": {"$eq": None}}, {"ordinal": 1, "body": 1, "_id": 0},
+                              sort=[("ordinal", 1)])
+    return [(doc["ordinal"], bytes(doc["body"])) for doc in found]
+
+
 async def write_all(access: Access, pk: int, key: str, version: int, members: list[Any],
                     entries: list[IndexEntries] | None) -> list[bytes]:
     """Make `members` the current members as of `version` (group_members.plan_whole); their JSON."""

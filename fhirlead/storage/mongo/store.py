@@ -118,6 +118,14 @@ class MongoStore:
         """port.MemberRows, on committed data."""
         return await members.find(self._access(), documents.resource_key("Group", id_), entities)
 
+    async def find_group_members_referring(self, id_: str, key: str, type_: str, target: str
+                                           ) -> list[tuple[int, bytes]]:
+        """port.MemberRows, on committed data."""
+        access = self._access()
+        group = documents.resource_key("Group", id_)
+        state = await access.resources.find_one({"_id": group}, {"pk": 1})
+        return [] if state is None else await members.find_referring(access, state["pk"], key, group, type_, target)
+
     async def vread(self, type_: str, id_: str, version: int) -> ResourceVersion | None:
         access = self._access()
         doc = await access.history.find_one({"type": type_, "id": id_, "version": version})

@@ -55,6 +55,14 @@ def find(conn: sqlite3.Connection, pk: int, entities: Sequence[str] | None) -> l
     return sorted(conn.execute(sql, (pk, *entities)).fetchall())
 
 
+def find_referring(conn: sqlite3.Connection, pk: int, key: str, type_: str, target: str) -> list[tuple[int, bytes]]:
+    """The current members whose reference index rows `key` point to `type_`/`target`."""
+    sql = ("SELECT m.ordinal, m.body FROM idx_reference r JOIN group_members m "
+           f"ON m.pk = r.pk AND m.ordinal = (-r.rep) / {REP_SPAN} AND m.until IS NULL "
+           "WHERE r.sp = ? AND r.id = ? AND r.type = ? AND r.pk = ? AND r.rep < 0")
+    return sorted(set(conn.execute(sql, (index.param_id("Group", key), target, type_, pk)).fetchall()))
+
+
 def write_all(conn: sqlite3.Connection, pk: int, version: int, members: list[dict[str, Any]],
               entries: list[IndexEntries] | None, type_: str) -> list[bytes]:
     """Make `members` the current members as of `version`; their JSON, in order. Rows of members that

@@ -115,6 +115,12 @@ class SqliteStore:
         """port.MemberRows, on committed data."""
         return await self._on_reader(lambda conn: members.find(conn, _group_pk(conn, id_), entities))
 
+    async def find_group_members_referring(self, id_: str, key: str, type_: str, target: str
+                                           ) -> list[tuple[int, bytes]]:
+        """port.MemberRows, on committed data."""
+        return await self._on_reader(
+            lambda conn: members.find_referring(conn, _group_pk(conn, id_), key, type_, target))
+
     async def all_versions(self, batch: int = 1000) -> AsyncIterator[ResourceVersion]:
         """Every version in write order, read in batches (for `fhirlead copy`)."""
         after = 0
