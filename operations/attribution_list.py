@@ -10,6 +10,7 @@ nothing or to several resources is a 422 that names the parameter, and nothing i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
@@ -109,7 +110,7 @@ class Member:
         return not self.element.get("inactive", False)
 
 
-class AttributionList:
+class AttributionList(ABC):
     """A Group read at one version, the changes an operation makes to it, and how they are written:
     whole (`WholeGroup`) or, where the store keeps members one by one, member by member (`MemberRows`:
     a change costs the same at 100 and at 100,000 members)."""
@@ -132,9 +133,9 @@ class AttributionList:
         return [m for m in await self.find(patient) if m.patient == patient and provider in (None, m.provider)
                 and coverage in (None, m.coverage)]
 
+    @abstractmethod
     async def find(self, patient: str | None) -> list[Member]:
         """The current members whose entity is `patient` (None: all)."""
-        raise NotImplementedError
 
     def require_changeable(self, operation: str) -> None:
         """ATR: member-add and member-remove only while the list is draft or open."""
@@ -146,18 +147,21 @@ class AttributionList:
         set_extension(self.head, STATUS, "valueCode", status)
         self.status = status
 
+    @abstractmethod
     def add(self, element: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Append a member."""
 
+    @abstractmethod
     def replace(self, member: Member, element: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Give a member new content, in its place."""
 
+    @abstractmethod
     def remove(self, member: Member) -> None:
-        raise NotImplementedError
+        """Take a member off the list."""
 
+    @abstractmethod
     async def save(self, server: Server, uow: UnitOfWork) -> ResourceVersion | None:
         """Write the changes as a new version; None when there are none."""
-        raise NotImplementedError
 
 
 class WholeGroup(AttributionList):
