@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+from fhirlead import fhirjson
 
 
 def entry(before: dict[str, Any], resource: bytes | None, after: dict[str, Any]) -> bytes:
     """`{**before, "resource": <resource bytes>, **after}` as JSON bytes (resource omitted when None)."""
-    parts = [orjson.dumps(before)[:-1]] if before else [b"{"]
+    parts = [fhirjson.dumps(before)[:-1]] if before else [b"{"]
     if resource is not None:
         parts.append((b',"resource":' if before else b'"resource":') + resource)
     if after:
-        tail = orjson.dumps(after)[1:]
+        tail = fhirjson.dumps(after)[1:]
         parts.append((b"," if before or resource is not None else b"") + tail)
     else:
         parts.append(b"}")
@@ -26,7 +26,7 @@ def entry(before: dict[str, Any], resource: bytes | None, after: dict[str, Any])
 
 def bundle(header: dict[str, Any], entries: list[bytes]) -> bytes:
     """`{**header, "entry": [...]}` as JSON bytes; no `entry` key when there are none (FHIR forbids [])."""
-    head = orjson.dumps(header)
+    head = fhirjson.dumps(header)
     if not entries:
         return head
     return head[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
@@ -34,4 +34,4 @@ def bundle(header: dict[str, Any], entries: list[bytes]) -> bytes:
 
 def to_bytes(value: bytes | dict[str, Any]) -> bytes:
     """Stored bytes pass through; a JSON value built in memory is serialised."""
-    return value if isinstance(value, bytes) else orjson.dumps(value)
+    return value if isinstance(value, bytes) else fhirjson.dumps(value)

@@ -126,14 +126,26 @@ def _as_text(value: Any) -> str:
 
 def too_deep(value: Any) -> bool:
     """Whether `value` nests deeper than MAX_DEPTH: orjson's encoder refuses exactly that depth, and
-    finds out at C speed (a Python walk over a 300 KB Bundle costs milliseconds)."""
+    finds out at C speed (a Python walk over a 300 KB Bundle costs milliseconds). What orjson cannot
+    encode at all (an integer beyond 64 bits) is walked in Python instead."""
     try:
         orjson.dumps(value, default=_as_text)
     except orjson.JSONEncodeError as error:
-        if "recursion" in str(error).lower():
-            return True
-        raise
+        return "recursion" in str(error).lower() or _depth(value) > MAX_DEPTH
     return False
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (iterative: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _names_unique(pairs: list[tuple[str, Any]]) -> None:

@@ -139,3 +139,14 @@ async def test_fhirlead_load_keeps_decimals_and_reports_repeated_names(settings,
         assert numbers_in(stored.body) == ["1.50", "0.010"]
     finally:
         await store.close()
+
+
+async def test_a_batch_get_of_a_subset_keeps_decimals(client: httpx.AsyncClient) -> None:
+    location = await create(client, observation("1.50", "0.010"))
+    reference = location.split("/fhir/")[1]
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"{reference}?_elements=component"}},
+        {"request": {"method": "GET", "url": f"{reference}?_summary=data"}}]}
+    answer = await client.post("", json=batch, headers={"Content-Type": FHIR_JSON})
+    assert answer.status_code == 200, answer.text
+    assert numbers_in(answer.content) == ["0.010", "1.50", "0.010"]

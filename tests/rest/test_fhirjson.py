@@ -57,3 +57,12 @@ def test_malformed_and_too_deep_text_is_refused_with_a_reason() -> None:
     assert fhirjson.loads_untrusted(b"[" * fhirjson.MAX_DEPTH + b"]" * fhirjson.MAX_DEPTH)
     with pytest.raises(fhirjson.TooDeep):
         fhirjson.loads_untrusted(b"[" * 100_000)
+
+
+def test_many_brackets_and_an_integer_beyond_64_bits_are_fine() -> None:
+    """The depth check's fast path (orjson) cannot encode such integers: found by fuzzing a PATCH."""
+    shallow = b"[" + b"[]," * 300 + b"123456789012345678901234567890]"
+    assert fhirjson.loads_untrusted(shallow)[-1] == 123456789012345678901234567890
+    deep = b"[" * 300 + b"123456789012345678901234567890" + b"]" * 300
+    with pytest.raises(fhirjson.TooDeep):
+        fhirjson.loads_untrusted(deep)
