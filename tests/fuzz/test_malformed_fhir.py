@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from hypothesis import strategies as st
 
 from tests.conftest import FHIR_JSON
+from tests.fuzz import DERANDOMIZE
 from tests.tokens import bearer
 
 KEYS = ["id", "meta", "text", "extension", "identifier", "active", "name", "gender", "birthDate", "status",
@@ -48,7 +49,7 @@ async def test_malformed_resources_never_answer_5xx(app: FastAPI) -> None:
     generated: list[tuple[str, str, bytes]] = []
 
     @hypothesis.given(request=requests())
-    @hypothesis.settings(max_examples=200, deadline=None, database=None,
+    @hypothesis.settings(max_examples=200, deadline=None, database=None, derandomize=DERANDOMIZE,
                          suppress_health_check=list(hypothesis.HealthCheck))
     def collect(request: tuple[str, str, bytes]) -> None:
         generated.append(request)

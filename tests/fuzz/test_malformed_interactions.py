@@ -18,6 +18,7 @@ from fhirlead import fhirjson
 from fhirlead.settings import Settings
 from fhirlead.storage.factory import sqlite_path
 from tests.conftest import FHIR_JSON
+from tests.fuzz import DERANDOMIZE
 from tests.fuzz.test_malformed_fhir import ODD_TEXT, VALUES
 from tests.tokens import bearer
 
@@ -73,7 +74,7 @@ async def test_malformed_patches_searches_and_history_never_answer_5xx(app: Fast
     generated: list[tuple[str, str, dict[str, str], bytes | None]] = []
 
     @hypothesis.given(request=requests())
-    @hypothesis.settings(max_examples=300, deadline=None, database=None,
+    @hypothesis.settings(max_examples=300, deadline=None, database=None, derandomize=DERANDOMIZE,
                          suppress_health_check=list(hypothesis.HealthCheck))
     def collect(request: tuple[str, str, dict[str, str], bytes | None]) -> None:
         generated.append(request)

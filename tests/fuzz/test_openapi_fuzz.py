@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 
 from tests.clients.live import LiveServer, live_server
+from tests.fuzz import DERANDOMIZE
 
 TYPES = ("Patient", "Observation", "Encounter", "Condition", "Group", "CareTeam", "CarePlan")
 
@@ -42,7 +43,7 @@ def test_no_operation_answers_5xx(server: LiveServer, token: str) -> None:
 
     for operation in operations:
         @hypothesis.given(case=operation.as_strategy())
-        @hypothesis.settings(max_examples=3, deadline=None, database=None,
+        @hypothesis.settings(max_examples=3, deadline=None, database=None, derandomize=DERANDOMIZE,
                              suppress_health_check=list(hypothesis.HealthCheck))
         def call(case: schemathesis.Case) -> None:
             response = case.call(headers=headers, timeout=30)
