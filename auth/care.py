@@ -103,7 +103,7 @@ class CareRelationships:
         if not _current(contract, today):
             return set()
         store = self._server.store
-        if store.member_rows and "member" not in head:  # only the members attributed to them, by the index
+        if "member" not in head:  # only the members attributed to them, found by the index
             found_members = set()
             for provider in sorted(providers):
                 type_, _, id_ = provider.partition("/")

@@ -112,8 +112,8 @@ class Member:
 
 class AttributionList(ABC):
     """A Group read at one version, the changes an operation makes to it, and how they are written:
-    whole (`WholeGroup`) or, where the store keeps members one by one, member by member (`MemberRows`:
-    a change costs the same at 100 and at 100,000 members)."""
+    member by member (`MemberRows`: a change costs the same at 100 and at 100,000 members), or whole
+    (`WholeGroup`) for a list stored before members had records of their own."""
 
     def __init__(self, version: ResourceVersion, head: dict[str, Any], base_url: str) -> None:
         self.version = version
@@ -248,13 +248,13 @@ def without_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 async def load(server: Server, reader: Any, id_: str, base_url: str) -> AttributionList:
-    """The list as of now, from a unit of work or the store; member by member where the store can."""
-    if server.store.member_rows:
-        version = await reader.read_group_head(id_)
-        if version is not None and version.body is not None:
-            head = fhirjson.loads(version.body)
-            if "member" not in head:  # else written before members had rows: read and written whole
-                return MemberRows(version, head, base_url, reader)
+    """The list as of now, from a unit of work or the store: member by member, unless it was stored
+    before members had records of their own (then it is read and written whole, which splits it)."""
+    version = await reader.read_group_head(id_)
+    if version is not None and version.body is not None:
+        head = fhirjson.loads(version.body)
+        if "member" not in head:
+            return MemberRows(version, head, base_url, reader)
     version = await reader.read("Group", id_)
     if version is None or version.body is None:
         raise not_found(f"Group/{id_} is not known")

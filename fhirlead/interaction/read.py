@@ -10,7 +10,7 @@ from fhirlead.server import Server
 
 
 async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> FhirResponse:
-    if type_ == "Group" and server.store.member_rows and not wants_members(request):
+    if type_ == "Group" and not wants_members(request):
         version = await server.store.read_group_head(id_)  # a 100,000-member list without its members
     else:
         version = await server.store.read(type_, id_)

@@ -126,7 +126,9 @@ class UnitOfWork(Protocol):
 
 
 class MemberRows(Protocol):
-    """What a unit of work of a store with `member_rows` adds: Group members one by one."""
+    """Group members one by one (storage/group_members.py): what every unit of work offers beside the
+    above, and every store its reads (read_group_head, find_group_members, find_group_members_referring):
+    a 100,000-member list changes by one member in constant time."""
 
     async def read_group_head(self, id_: str) -> ResourceVersion | None:
         """Group `id_`'s current version without `member` (as cheap as any read, whatever its size)."""
@@ -166,10 +168,6 @@ class Store(Protocol):
     """A FHIR resource store. Reads outside a unit of work see committed data only."""
 
     records: Records  # available once open(); its writes are their own, never part of a unit of work
-    # Whether units of work keep Group members one by one (MemberRows below; the store itself then has
-    # its two reads too): a 100,000-member list changes by one member in constant time. Without it,
-    # Groups are read and written whole.
-    member_rows: bool
 
     async def open(self) -> None: ...
 

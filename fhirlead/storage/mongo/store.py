@@ -56,8 +56,6 @@ class MongoStore:
     set (None = decide from the server's `hello`).
     """
 
-    member_rows = True  # Group members one by one (mongo/members.py)
-
     def __init__(
         self,
         url: str | None = None,

@@ -37,8 +37,6 @@ T = TypeVar("T")
 class SqliteStore:
     """Versioned FHIR resources in one SQLite file (`sqlite:///path/to/file.db`)."""
 
-    member_rows = True  # Group members one by one (sqlite/members.py)
-
     def __init__(self, path: str, *, readers: int = 4, synchronous: str = "FULL") -> None:
         self.path = path
         self._readers = readers
