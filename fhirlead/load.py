@@ -7,8 +7,9 @@ validation, indexing and reference resolution are exactly the API's. A Bundle is
 transaction — a `batch` Bundle too, so its `urn:uuid` references are resolved and a failing Bundle
 leaves nothing behind. Other Bundles (collection, searchset, …) and NDJSON files are loaded as their
 resources: PUT when they carry an id (bulk exports keep ids and `Type/id` references), POST otherwise;
-NDJSON in transactions of CHUNK lines: a chunk with a bad line is rolled back and reported, the rest
-loads. Several Bundles/chunks share one commit (see Loader), which is where most of the speed is.
+NDJSON in transactions of CHUNK lines, read as it goes (a file of any size is never in memory whole):
+a chunk with a bad line is rolled back and reported, the rest loads. Several Bundles/chunks share one
+commit (see Loader), which is where most of the speed is.
 
 Resuming: every unit (a Bundle file, an NDJSON chunk) that has been committed is journaled in the
 store's records (kind "load-journal", key the SHA-256 of the unit's bytes), and a later run skips the
@@ -257,23 +258,48 @@ def written(entries: list[Entry]) -> list[str]:
 
 
 def units_of(path: Path) -> Iterator[Unit]:
+    if path.name.endswith((".ndjson", ".ndjson.gz")):
+        yield from ndjson_units(path)
+        return
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
-    except OSError as error:
+    except (OSError, EOFError) as error:
         raise LoadError(f"{path}: {error}") from None
-    if path.name.endswith((".ndjson", ".ndjson.gz")):
-        lines = [(number, line) for number, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-        for start in range(0, len(lines), CHUNK):
-            chunk = lines[start:start + CHUNK]
-            span = f"{chunk[0][0]}-{chunk[-1][0]}"
-            where = f"{path} lines {span}"
-            key = digest(b"\n".join(line for _, line in chunk))
-            yield Unit(where, partial(ndjson_entries, path, chunk, where), key=key, path=path, kind="NDJSON chunk",
-                       lines=span)
-        return
-    body = parse(raw, str(path))  # a file that is not JSON fails here, before anything is queued
-    kind = "Bundle" if isinstance(body, dict) and body.get("resourceType") == "Bundle" else "file"
+    kind = kind_of(raw, str(path))  # a file that is not JSON fails here, before anything is queued
     yield Unit(str(path), partial(file_entries, raw, str(path)), key=digest(raw), path=path, kind=kind)
+
+
+def kind_of(raw: bytes, where: str) -> str:
+    """"Bundle" or "file" (one resource). Parses the file, but keeps nothing of it: a 100,000-member
+    Group is then held once as bytes (for retries) and once parsed, while it is written."""
+    body = parse(raw, where)
+    return "Bundle" if isinstance(body, dict) and body.get("resourceType") == "Bundle" else "file"
+
+
+def ndjson_units(path: Path) -> Iterator[Unit]:
+    """An NDJSON file in chunks of CHUNK lines, read as it is loaded: a file of any size is never in
+    memory whole (the Loader holds at most GROUP resources' worth of chunks)."""
+    chunk: list[tuple[int, bytes]] = []
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                if line.strip():
+                    chunk.append((number, line.rstrip(b"\r\n")))
+                if len(chunk) == CHUNK:
+                    yield ndjson_unit(path, chunk)
+                    chunk = []
+    except (OSError, EOFError) as error:
+        raise LoadError(f"{path}: {error}") from None
+    if chunk:
+        yield ndjson_unit(path, chunk)
+
+
+def ndjson_unit(path: Path, chunk: list[tuple[int, bytes]]) -> Unit:
+    span = f"{chunk[0][0]}-{chunk[-1][0]}"
+    where = f"{path} lines {span}"
+    key = digest(b"\n".join(line for _, line in chunk))
+    return Unit(where, partial(ndjson_entries, path, chunk, where), key=key, path=path, kind="NDJSON chunk",
+                lines=span)
 
 
 def digest(raw: bytes) -> str:

@@ -14,6 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
 
+INSERT_BATCH = 2000  # members written per statement batch (bounds the rows built at once)
 REP_SPAN = 64  # index rows of member n: rep -(n * 64) for plain values, -(n * 64 + k + 1) for composite k
 
 
@@ -28,7 +29,11 @@ def assemble(head: bytes, members: Sequence[bytes]) -> bytes:
     """The Group's JSON: its head with `member` appended (none: the head as it is)."""
     if not members:
         return head
-    return b"".join((head[:-1], b',"member":[', b",".join(members), b"]}"))
+    parts = [head[:-1], b',"member":[']
+    for member in members:
+        parts += (member, b",")
+    parts[-1] = b"]}"
+    return b"".join(parts)
 
 
 def entity_of(member: Any) -> str:

@@ -139,6 +139,14 @@ class MockCollection:
             session.record(lambda: self._c.delete_one({"_id": result.upserted_id}))
         return result
 
+    async def update_many(self, filter_: dict[str, Any], update: dict[str, Any], *, session: Any = None) -> Any:
+        self._check(session)
+        before = list(self._c.find(filter_)) if session is not None else []
+        result = self._c.update_many(filter_, update)
+        for doc in before:
+            session.record(lambda doc=doc: self._c.replace_one({"_id": doc["_id"]}, doc))
+        return result
+
     async def replace_one(self, filter_: dict[str, Any], doc: dict[str, Any], *, session: Any = None) -> Any:
         if session is not None:
             raise NotImplementedError("MongoStore replaces only records, outside transactions")

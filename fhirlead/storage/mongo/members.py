@@ -14,7 +14,7 @@ from typing import Any
 
 from fhirlead import fhirjson
 from fhirlead.search.entries import IndexEntries
-from fhirlead.storage.group_members import REP_SPAN, plan_whole, rep_range
+from fhirlead.storage.group_members import INSERT_BATCH, REP_SPAN, plan_whole, rep_range
 from fhirlead.storage.group_members import entity_of as entity_of
 from fhirlead.storage.mongo import documents
 from fhirlead.storage.mongo.access import Access
@@ -77,30 +77,32 @@ async def write_changes(access: Access, pk: int, key: str, version: int, removed
 
 
 async def close(access: Access, pk: int, key: str, version: int, ordinals: Sequence[int]) -> None:
-    """End the current documents `ordinals` at `version` and delete their index documents."""
+    """End the current documents `ordinals` at `version` and delete their index documents, INSERT_BATCH
+    members per round trip (a whole new list closes up to all of them)."""
     session = access.session
-    for ordinal in ordinals:
-        await access.group_members.update_one({"group": key, "ordinal": ordinal, "until": {"$eq": None}},
-                                              {"$set": {"until": version}}, session=session)
-        low, high = rep_range(ordinal)
-        await access.search_index.delete_many({"pk": pk, "rep": {"$gte": low, "$lte": high}}, session=session)
+    for start in range(0, len(ordinals), INSERT_BATCH):
+        batch = list(ordinals[start:start + INSERT_BATCH])
+        await access.group_members.update_many({"group": key, "ordinal": {"$in": batch}, "until": {"$eq": None}},
+                                               {"$set": {"until": version}}, session=session)
+        ranges = [{"rep": {"$gte": low, "$lte": high}} for low, high in map(rep_range, batch)]
+        await access.search_index.delete_many({"pk": pk, "$or": ranges}, session=session)
 
 
 async def close_all(access: Access, key: str, version: int) -> None:
     """A deleted Group: none of its members is current any more (its index documents go with it)."""
-    for ordinal, _ in await find(access, key, None):
-        await access.group_members.update_one({"group": key, "ordinal": ordinal, "until": {"$eq": None}},
-                                              {"$set": {"until": version}}, session=access.session)
+    await access.group_members.update_many({"group": key, "until": {"$eq": None}}, {"$set": {"until": version}},
+                                           session=access.session)
 
 
 async def insert(access: Access, pk: int, key: str, version: int,
                  added: Sequence[tuple[int, Any, bytes, IndexEntries | None]]) -> None:
-    if not added:
-        return
-    await access.group_members.insert_many([
-        {"group": key, "ordinal": ordinal, "since": version, "until": None, "entity": entity_of(member), "body": body}
-        for ordinal, member, body, _ in added], session=access.session)
-    docs = [doc for ordinal, _, _, entries in added if entries is not None
-            for doc in documents.index_documents(pk, "Group", entries, rep_base=-ordinal * REP_SPAN)]
-    if docs:
-        await access.search_index.insert_many(docs, session=access.session)
+    """Member and index documents of `added`, INSERT_BATCH members at a time (bounded memory)."""
+    for start in range(0, len(added), INSERT_BATCH):
+        batch = added[start:start + INSERT_BATCH]
+        await access.group_members.insert_many([
+            {"group": key, "ordinal": ordinal, "since": version, "until": None, "entity": entity_of(member),
+             "body": body} for ordinal, member, body, _ in batch], session=access.session)
+        docs = [doc for ordinal, _, _, entries in batch if entries is not None
+                for doc in documents.index_documents(pk, "Group", entries, rep_base=-ordinal * REP_SPAN)]
+        if docs:
+            await access.search_index.insert_many(docs, session=access.session)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fhirlead import fhirjson
 from fhirlead.search.entries import IndexEntries
-from fhirlead.storage.group_members import REP_SPAN, assemble, entity_of, plan_whole, rep_range, split
+from fhirlead.storage.group_members import INSERT_BATCH, REP_SPAN, assemble, entity_of, plan_whole, rep_range, split
 from fhirlead.storage.sqlite import index
 
 __all__ = ["REP_SPAN", "TABLE", "assemble", "close", "close_all", "find", "members_at", "split", "write_all",
@@ -105,13 +105,16 @@ def close_all(conn: sqlite3.Connection, pk: int, version: int) -> None:
 
 def insert(conn: sqlite3.Connection, pk: int, version: int,
            added: Sequence[tuple[int, dict[str, Any], bytes, IndexEntries | None]], type_: str) -> None:
-    if not added:
-        return
-    conn.executemany("INSERT INTO group_members (pk, ordinal, since, until, entity, body) VALUES (?, ?, ?, NULL, ?, ?)",
-                     [(pk, ordinal, version, entity_of(member), body) for ordinal, member, body, _ in added])
-    rows: dict[str, list[tuple]] = {kind: [] for kind in index.TABLES}
-    for ordinal, _, _, entries in added:
-        if entries is not None:
-            for kind, found in index.rows(pk, type_, entries, rep_base=-ordinal * REP_SPAN).items():
-                rows[kind] += found
-    index.insert(conn, rows)
+    """Rows and index rows of `added`, INSERT_BATCH members at a time (a 100,000-member list never has
+    all its rows built at once)."""
+    for start in range(0, len(added), INSERT_BATCH):
+        batch = added[start:start + INSERT_BATCH]
+        conn.executemany("INSERT INTO group_members (pk, ordinal, since, until, entity, body) "
+                         "VALUES (?, ?, ?, NULL, ?, ?)",
+                         [(pk, ordinal, version, entity_of(member), body) for ordinal, member, body, _ in batch])
+        rows: dict[str, list[tuple]] = {kind: [] for kind in index.TABLES}
+        for ordinal, _, _, entries in batch:
+            if entries is not None:
+                for kind, found in index.rows(pk, type_, entries, rep_base=-ordinal * REP_SPAN).items():
+                    rows[kind] += found
+        index.insert(conn, rows)
