@@ -17,17 +17,15 @@ each process, so a new relationship (or a removed one) takes effect within that 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from fhirlead import fhirjson
-from fhirlead.search.parse import parse_search
+from fhirlead.search.collect import all_matches
 from fhirlead.storage.port import ResourceVersion
 
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
 CACHE_SECONDS = 30.0
-PAGE = 1000
 
 
 def care_of(server: Any) -> CareRelationships:
@@ -125,17 +123,7 @@ class CareRelationships:
 
     async def _all(self, type_: str, params: list[tuple[str, str]], members: bool = True) -> list[ResourceVersion]:
         """Every current resource of `type_` matching `params` (all pages)."""
-        server = self._server
-        query = parse_search(server.search, (type_,), params, default_count=PAGE, max_count=PAGE, strict=True).query
-        query = replace(query, group_members=members, total="none")
-        found: list[ResourceVersion] = []
-        while True:
-            page = await server.store.search(query)
-            found += page.matches
-            if page.next_cursor is None:
-                return found
-            query = replace(query, cursor=page.next_cursor)
-
+        return await all_matches(self._server.store, self._server.search, type_, params, group_members=members)
 
 def _reference(value: Any) -> str | None:
     text = value.get("reference") if isinstance(value, dict) else None

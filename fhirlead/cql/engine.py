@@ -22,6 +22,7 @@ from fhirlead.cql.context import Context
 from fhirlead.cql.datetime import DateTime, datetime_from_python
 from fhirlead.cql.errors import CqlEvaluationError
 from fhirlead.cql.library import ElmLibrary, LibrarySet
+from fhirlead.cql.retrieve import DataRequirement
 from fhirlead.cql.terminology import Terminology
 
 load_operator_families()
@@ -63,6 +64,7 @@ class Engine:
         self.native_helpers = native_helpers
         self._compilers: dict[tuple[str, str | None], LibraryCompiler] = {}
         self._valuesets: dict[tuple[str, str | None], ValueSet] = {}
+        self.requirements: set[DataRequirement] = set()  # of every Retrieve compiled so far
 
     def compiler_for(self, name: str, version: str | None = None) -> LibraryCompiler:
         lib = self.libraries.resolve(name, version)

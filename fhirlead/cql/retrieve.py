@@ -46,6 +46,19 @@ class RetrieveRequest:
     date_range: Interval | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DataRequirement:
+    """What one compiled Retrieve may ask for, known before any patient is evaluated: the engine
+    collects them (`Engine.requirements`) so a store-backed source can fetch a batch of patients' data
+    in a few indexed searches. `codes` is the static filter (None: no filter, or, when `dynamic`, codes
+    computed per patient, so any resource of the type may be asked for)."""
+
+    data_type: str
+    code_path: str | None = None
+    codes: ValueSet | tuple[Code, ...] | None = None
+    dynamic: bool = False
+
+
 class DataSource(Protocol):
     """Where one patient's data comes from."""
 

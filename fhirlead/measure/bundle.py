@@ -33,7 +33,11 @@ class MeasureBundle:
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise MeasureBundleError("not a FHIR Bundle")
         resources = [e.get("resource") for e in bundle.get("entry") or () if isinstance(e, dict)]
-        resources = [r for r in resources if isinstance(r, dict)]
+        return cls.from_resources([r for r in resources if isinstance(r, dict)])
+
+    @classmethod
+    def from_resources(cls, resources: list[dict[str, Any]]) -> MeasureBundle:
+        """One Measure with its Libraries and ValueSets, however they were gathered (a Bundle, the store)."""
         measures = [r for r in resources if r.get("resourceType") == "Measure"]
         if not measures:
             raise MeasureBundleError("the bundle holds no Measure resource")

@@ -12,7 +12,7 @@ from fhirlead.cql.clinical import Code, ValueSet
 from fhirlead.cql.compiler import Fn, LibraryCompiler, handles
 from fhirlead.cql.errors import CqlEvaluationError
 from fhirlead.cql.model import FHIR_NS, strip_namespace
-from fhirlead.cql.retrieve import RetrieveRequest
+from fhirlead.cql.retrieve import DataRequirement, RetrieveRequest
 
 
 def _static_codes(node: dict[str, Any] | None, lc: LibraryCompiler) -> ValueSet | tuple[Code, ...] | None:
@@ -57,6 +57,9 @@ def retrieve(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     if codes_node is not None and code_path is None:
         raise lc.unsupported(node, "code filter without codeProperty")
     date_fn = lc.compile(node["dateRange"]) if node.get("dateRange") is not None else None
+    lc.engine.requirements.add(DataRequirement(data_type, code_path if codes_node is not None else None,
+                                               static if codes_node is not None else None,
+                                               codes_node is not None and static is None))
 
     if date_fn is None and (codes_node is None or static is not None):
         request = RetrieveRequest(data_type, template, code_path if codes_node is not None else None, static)
