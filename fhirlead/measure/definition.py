@@ -68,6 +68,7 @@ class Group:
     improvement_notation: dict[str, Any] | None
     populations: list[Population]
     stratifiers: list[Stratifier]
+    compliance: str | None = None  # the definition giving a care gap's date of compliance (DEQM gaps)
 
     @property
     def patient_based(self) -> bool:
@@ -98,6 +99,8 @@ class MeasureDefinition:
         names: list[str] = []
         for g in self.groups:
             names += [p.expression for p in g.populations if p.code != "measure-observation"]
+            if g.compliance:
+                names.append(g.compliance)
             for s in g.stratifiers:
                 if s.expression:
                     names.append(s.expression)
@@ -174,7 +177,9 @@ def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
             if expr is None and not comps:
                 raise MeasureDefinitionError("stratifier has neither criteria nor components")
             strats.append(Stratifier(s.get("id"), s.get("code"), expr, comps))
-        groups.append(Group(g.get("id"), g.get("code"), scoring, basis, notation, pops, strats))
+        compliance = next((e.get("valueExpression", {}).get("expression") for e in g.get("extension") or ()
+                           if e.get("url") == CQFM + "cqfm-care-gap-date-of-compliance-expression"), None)
+        groups.append(Group(g.get("id"), g.get("code"), scoring, basis, notation, pops, strats, compliance))
     if not groups:
         raise MeasureDefinitionError("the Measure has no group")
     sdes = [

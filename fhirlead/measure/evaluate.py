@@ -53,6 +53,7 @@ class GroupResult:
     members: dict[int, list[str]]  # population index -> member keys
     observations: dict[int, list[Any]] = field(default_factory=dict)  # observation population index -> values
     strata: dict[int, Any] = field(default_factory=dict)  # stratifier index -> stratum value
+    compliance: Any = None  # the value of the group's date-of-compliance definition, if it has one
 
 
 @dataclass
@@ -96,7 +97,7 @@ class MeasureEvaluator:
                     for v in value:
                         episodes.setdefault(pops.episode_key(v), v)
             members = pops.constrain(g, raw)
-            result = GroupResult(members)
+            result = GroupResult(members, compliance=values[g.compliance] if g.compliance else None)
             for i, p in enumerate(g.populations):
                 if p.code != "measure-observation":
                     continue

@@ -59,7 +59,7 @@ def _evaluate_batch(evaluators: Sequence[MeasureEvaluator], subjects: list[Subje
             except CqlError as error:
                 raise FhirError(422, [Issue("processing", f"evaluating {evaluator.definition.url} for "
                                                           f"{subject.reference} failed: {error}")]) from None
-            slim = Subject(subject.id, {}, NOTHING)
+            slim = Subject(subject.id, subject.patient if keep_evaluated else {}, NOTHING)
             found.append(replace(result, subject=slim, values={},
                                  evaluated=result.evaluated if keep_evaluated else {}))
         out.append(found)

@@ -11,6 +11,10 @@ Its logic is ELM JSON written by hand, as the CQL-to-ELM translator would emit f
     define "Initial Population": exists [Encounter]
     define "Denominator": "Initial Population"
     define "Numerator": exists ([Observation: "HbA1c Laboratory Test"] O where (O.value as Quantity).value > 9)
+    define "Due": @2099-06-30
+
+`content(due=True)` gives the Measure's group a date of compliance ("Due", far ahead): its open gaps are
+then prospective.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ POPULATION = "http://terminology.hl7.org/CodeSystem/measure-population"
 
 def _define(name: str, expression: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "context": "Patient", "accessLevel": "Public", "expression": expression}
+
+
+def _integer(value: int) -> dict[str, Any]:
+    return {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Integer", "value": str(value)}
 
 
 def _value_above_nine() -> dict[str, Any]:
@@ -62,6 +70,7 @@ ELM = {"library": {
                 "codes": {"type": "ValueSetRef", "name": "HbA1c Laboratory Test"}}}],
             "relationship": [],
             "where": _value_above_nine()}}),
+        _define("Due", {"type": "Date", "year": _integer(2099), "month": _integer(6), "day": _integer(30)}),
     ]},
 }}
 
@@ -71,7 +80,7 @@ def population(code: str) -> dict[str, Any]:
             "criteria": {"language": "text/cql-identifier", "expression": code.replace("-", " ").title()}}
 
 
-def content() -> list[dict[str, Any]]:
+def content(due: bool = False) -> list[dict[str, Any]]:
     """The Measure, its Library and its ValueSet."""
     measure = {
         "resourceType": "Measure", "id": "gap-test", "url": MEASURE_URL, "version": "1.0.0", "status": "active",
@@ -84,6 +93,10 @@ def content() -> list[dict[str, Any]]:
                                                    population("numerator")]}],
     }
     measure["group"][0]["population"][0]["criteria"]["expression"] = "Initial Population"
+    if due:
+        measure["group"][0]["extension"] = [{
+            "url": "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/cqfm-care-gap-date-of-compliance-expression",
+            "valueExpression": {"language": "text/cql-identifier", "expression": "Due"}}]
     library = {"resourceType": "Library", "id": "gap-test-library", "url": LIBRARY_URL, "version": "1.0.0",
                "name": "GapTest", "status": "active",
                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/library-type",

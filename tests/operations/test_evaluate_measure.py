@@ -38,6 +38,25 @@ def counts(report: dict) -> Counter:
                     for group in report["group"] for population in group["population"]})
 
 
+def implied_status(measure: dict, expected: dict) -> str:
+    """The DEQM gap status the published counts imply (worst over the groups): not eligible (denominator
+    less exclusions and exceptions) is not-applicable; else the numerator, read through the group's
+    improvement notation, tells closed from open."""
+    found = []
+    for group, reported in zip(measure["group"], expected["group"], strict=True):
+        notation = next((e["valueCodeableConcept"]["coding"][0]["code"] for e in group.get("extension", [])
+                         if e["url"].endswith("cqfm-improvementNotation")),
+                        measure.get("improvementNotation", {}).get("coding", [{}])[0].get("code", "increase"))
+        count = Counter({p["code"]["coding"][0]["code"]: p["count"] for p in reported["population"]})
+        eligible = count["denominator"] - count["denominator-exclusion"] - count["denominator-exception"]
+        met = count["numerator"] - count["numerator-exclusion"] > 0
+        if eligible <= 0:
+            found.append("not-applicable")
+        else:
+            found.append("closed-gap" if met == (notation == "increase") else "open-gap")
+    return next(s for s in ("open-gap", "closed-gap", "not-applicable") if s in found)
+
+
 def measure_of(folder: Path) -> dict:
     bundle = orjson.loads((folder / "measure-bundle.json").read_bytes())
     return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Measure")
@@ -67,6 +86,14 @@ async def test_every_published_case_through_the_api(name: str, settings: Setting
         assert individual["type"] == "individual" and individual["subject"] == {"reference": f"Patient/{patient}"}
         assert counts(individual) == counts(expected), f"{row['series']} {row['title']}"
         total += counts(individual)
+        gaps = await client.get("Measure/$care-gaps", params=[
+            *PERIOD.items(), ("subject", f"Patient/{patient}"), ("measureId", measure["id"]),
+            *(("status", s) for s in ("open-gap", "closed-gap", "prospective-gap", "not-applicable"))])
+        assert gaps.status_code == 200, gaps.text
+        [document] = [p["resource"] for p in gaps.json()["parameter"]]
+        [issue] = [e["resource"] for e in document["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
+        status = issue["modifierExtension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+        assert status == implied_status(measure, expected), f"{row['series']} {row['title']}"
     group = {"resourceType": "Group", "id": "cases", "type": "person", "actual": True,
              "member": [{"entity": {"reference": f"Patient/{row['patientId']}"}} for row in cases]}
     assert (await client.put("Group/cases", json=group)).status_code == 201
