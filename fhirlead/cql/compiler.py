@@ -84,7 +84,8 @@ class CompiledFunction:
         self.fluent = bool(definition.get("fluent"))
         self.external = bool(definition.get("external"))
         self.operand_names = [o["name"] for o in definition.get("operand", ())]
-        self.operand_types = [operand_type(o) for o in definition.get("operand", ())]
+        where = f"{library.name} {library.version}"
+        self.operand_types = [operand_type(o, where) for o in definition.get("operand", ())]
         self.key = new_key(f"{library.name}.{self.name}")
         self.body: Fn | None = None
         self.native: Callable[..., Any] | None = None
@@ -102,37 +103,79 @@ class CompiledFunction:
         return self.body
 
 
-def operand_type(operand: dict[str, Any]) -> Any:
+def operand_type(operand: dict[str, Any], where: str = "") -> Any:
     spec = operand.get("operandTypeSpecifier")
     if spec is not None:
-        return type_key(spec)
+        return type_key(spec, where)
     return operand.get("operandType")
 
 
-def type_key(spec: dict[str, Any] | str | None) -> Any:
-    """A hashable, comparable form of an ELM type specifier."""
+_SPECIFIERS = (
+    "NamedTypeSpecifier",
+    "ListTypeSpecifier",
+    "IntervalTypeSpecifier",
+    "ChoiceTypeSpecifier",
+    "TupleTypeSpecifier",
+    "ParameterTypeSpecifier",
+)
+
+
+def specifier_kind(spec: dict[str, Any]) -> str | None:
+    """The kind of an ELM TypeSpecifier, whatever the translator version wrote.
+
+    The `type` member is both the JSON type discriminator and, in ChoiceTypeSpecifier, the deprecated
+    list of choices: translators 1.x write the choices there (the discriminator is lost), 3.x write
+    `"type": []` next to `choice`. Kinds are then known by their members, as the ELM schema defines them.
+    """
+    t = spec.get("type")
+    if isinstance(t, str):
+        return t if t in _SPECIFIERS else None
+    if "choice" in spec or isinstance(t, list):
+        return "ChoiceTypeSpecifier"
+    if "elementType" in spec:
+        return "ListTypeSpecifier"
+    if "pointType" in spec:
+        return "IntervalTypeSpecifier"
+    if "element" in spec:
+        return "TupleTypeSpecifier"
+    if "name" in spec:
+        return "NamedTypeSpecifier"
+    return None
+
+
+def type_key(spec: dict[str, Any] | str | None, where: str = "") -> Any:
+    """A hashable, comparable form of an ELM type specifier (or a qualified type name).
+
+    Raises `UnsupportedElmError` naming the specifier and `where` for a shape ELM does not define.
+    """
     if spec is None or isinstance(spec, str):
         return spec
-    t = spec.get("type")
-    if t == "NamedTypeSpecifier":
+    kind = specifier_kind(spec)
+    if kind == "NamedTypeSpecifier":
         return spec["name"]
-    if t == "ListTypeSpecifier":
-        return ("List", type_key(spec["elementType"]))
-    if t == "IntervalTypeSpecifier":
-        return ("Interval", type_key(spec["pointType"]))
-    if t == "ChoiceTypeSpecifier":
-        return (
-            "Choice",
-            tuple(sorted((type_key(c) for c in spec.get("choice", spec.get("type", ()))), key=repr)),
-        )
-    if t == "TupleTypeSpecifier":
-        return (
-            "Tuple",
-            tuple(
-                (e["name"], type_key(e.get("elementType") or e.get("type"))) for e in spec.get("element", ())
-            ),
-        )
-    return repr(spec)
+    if kind == "ListTypeSpecifier":
+        return ("List", type_key(spec["elementType"], where))
+    if kind == "IntervalTypeSpecifier":
+        return ("Interval", type_key(spec["pointType"], where))
+    if kind == "ChoiceTypeSpecifier":
+        choices = spec.get("choice") or spec.get("type")
+        if not isinstance(choices, list) or not choices:
+            raise UnsupportedElmError("ChoiceTypeSpecifier", where, spec.get("locator"), "a choice of no types")
+        return ("Choice", tuple(sorted((type_key(c, where) for c in choices), key=repr)))
+    if kind == "TupleTypeSpecifier":
+        elements = []
+        for e in spec.get("element") or ():
+            et = e.get("elementType")
+            if et is None:
+                et = e.get("type")
+            elements.append((e["name"], type_key(et, where)))
+        return ("Tuple", tuple(elements))
+    if kind == "ParameterTypeSpecifier":
+        return ("Parameter", spec.get("parameterName"))
+    shown = spec.get("type") if isinstance(spec.get("type"), str) else "TypeSpecifier"
+    raise UnsupportedElmError(
+        str(shown), where, spec.get("locator"), f"unknown type specifier with members {sorted(spec)}"
+    )
 
 
 class LibraryCompiler:

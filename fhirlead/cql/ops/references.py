@@ -50,7 +50,7 @@ def _select_overload(node: dict[str, Any], lc: LibraryCompiler, nargs: int) -> l
         return candidates
     signature = node.get("signature")
     if signature:
-        keys = [type_key(s) for s in signature]
+        keys = [type_key(s, f"{lc.name} {lc.version}") for s in signature]
         exact = [f for f in candidates if f.operand_types == keys]
         if len(exact) == 1:
             return exact

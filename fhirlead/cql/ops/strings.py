@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from fhirlead.cql.compiler import Fn, LibraryCompiler, handles
+from fhirlead.cql.model import Node, primitive_value
 
 
 @handles("Concatenate")
@@ -45,6 +46,10 @@ def split(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
 
     def f(ctx: Any) -> list[str] | None:
         t = text(ctx)
+        if type(t) is Node:
+            # Translators 3.x split `medication.reference` (a FHIR string) without the FHIRHelpers
+            # conversion in the retrieves they expand; the System value is meant.
+            t = primitive_value(t, ctx.tz)
         if t is None:
             return None
         s = sep(ctx)

@@ -100,7 +100,10 @@ def property_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     elif node.get("source") is not None:
         src = lc.compile(node["source"])
     else:
-        raise lc.unsupported(node, "property without source or scope")
+        # Translators 3.x write such a Property for the code of a referenced Medication in an expanded
+        # retrieve (`[MedicationRequest: "VS"]`). It has no target, so, as in the reference engines
+        # (Java and JavaScript), its value is null.
+        return lambda ctx: None
     getters = [getter_for(p) for p in parts]
     if len(getters) == 1:
         (g,) = getters

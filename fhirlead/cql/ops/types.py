@@ -80,27 +80,34 @@ def tester(key: Any) -> Tester:
         return lambda v: any(t(v) for t in testers)
     if kind == "Tuple":
         return lambda v: type(v) is Tuple
+    if kind == "Parameter":  # a generic function's type parameter: any value
+        return lambda v: True
     raise CqlEvaluationError(f"unsupported type specifier {key!r}")
 
 
-def _target_key(node: dict[str, Any], name_attr: str, spec_attr: str) -> Any:
-    if node.get(spec_attr) is not None:
-        return type_key(node[spec_attr])
-    return node[name_attr]
+def _target_test(node: dict[str, Any], lc: LibraryCompiler, name_attr: str, spec_attr: str) -> tuple[Any, Tester]:
+    """The target type of an Is/As (its specifier, else its qualified name) and the test for it."""
+    where = f"{lc.name} {lc.version}"
+    key = type_key(node[spec_attr], where) if node.get(spec_attr) is not None else node.get(name_attr)
+    if key is None:
+        raise lc.unsupported(node, f"no {name_attr} or {spec_attr}")
+    try:
+        return key, tester(key)
+    except CqlEvaluationError as exc:
+        raise lc.unsupported(node, str(exc)) from None
 
 
 @handles("Is")
 def is_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     (a,) = lc.operands(node)
-    test = tester(_target_key(node, "isType", "isTypeSpecifier"))
+    _key, test = _target_test(node, lc, "isType", "isTypeSpecifier")
     return lambda ctx: (v := a(ctx)) is not None and test(v)
 
 
 @handles("As")
 def as_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     (a,) = lc.operands(node)
-    key = _target_key(node, "asType", "asTypeSpecifier")
-    test = tester(key)
+    key, test = _target_test(node, lc, "asType", "asTypeSpecifier")
     strict = bool(node.get("strict"))
     where = f"{lc.name} {node.get('locator', '')}"
 

@@ -1,0 +1,126 @@
+"""ELM shapes that differ between CQL-to-ELM translator versions and options.
+
+The same CQL comes out of translators 1.3 to 3.x in different JSON: type specifiers whose `type`
+member is the deprecated list of choices, `signature`s on every call, annotations and locators
+everywhere, fluent functions, properties without a scope in expanded retrieves. Each test builds the
+shape by hand, as the translator writes it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fhirlead.cql.errors import UnsupportedElmError
+from fhirlead.cql.retrieve import InMemoryDataSource
+from tests.cql.elm import FHIR, SYS, engine_for, library, lit, lst, qty, query, retrieve, run
+
+
+def named(name: str) -> dict:
+    return {"localId": "9", "name": name, "type": "NamedTypeSpecifier"}
+
+
+def choice_3x(*names: str) -> dict:
+    """Translator 3.x: the deprecated `type` list is written empty next to `choice`; no discriminator."""
+    return {"localId": "7", "type": [], "choice": [named(n) for n in names]}
+
+
+def choice_1x(*names: str) -> dict:
+    """Translator 1.x: the choices are in `type` (the discriminator lost to the duplicate JSON key)."""
+    return {"type": [named(n) for n in names]}
+
+
+@pytest.mark.parametrize("make", [choice_3x, choice_1x])
+def test_choice_type_specifier_without_discriminator_in_is_and_as(make) -> None:
+    spec = make(SYS + "String", SYS + "Quantity")
+    assert run({"type": "Is", "operand": lit("a"), "isTypeSpecifier": spec}) is True
+    assert run({"type": "Is", "operand": lit(1), "isTypeSpecifier": spec}) is False
+    assert run({"type": "As", "operand": qty(1, "mg"), "asTypeSpecifier": spec}) is not None
+    assert run({"type": "As", "operand": lit(1), "asTypeSpecifier": spec}) is None
+
+
+def test_list_of_choice_specifier_in_as_and_signature() -> None:
+    spec = {"type": "ListTypeSpecifier", "elementType": choice_3x(SYS + "String", SYS + "Integer")}
+    assert run({"type": "As", "operand": lst(lit("a"), lit(2)), "asTypeSpecifier": spec}) == ["a", 2]
+    assert run({"type": "As", "operand": lst(lit(True)), "asTypeSpecifier": spec}) is None
+    # a call whose signature is a list of a choice picks the overload declared with that specifier
+    body = {"type": "Count", "source": {"type": "OperandRef", "name": "xs"}}
+    other = {"type": "FunctionDef", "name": "N", "expression": lit(-1), "operand": [
+        {"name": "xs", "operandTypeSpecifier": {"type": "ListTypeSpecifier", "elementType": named(SYS + "Boolean")}}
+    ]}
+    lib = library(
+        {
+            "N": {"type": "FunctionDef", "expression": body, "operand": [{"name": "xs", "operandTypeSpecifier": {
+                "type": "ListTypeSpecifier",
+                "elementType": choice_1x(SYS + "Integer", SYS + "String"),  # same choice, other spelling
+            }}]},
+            "R": {"type": "FunctionRef", "name": "N", "operand": [lst(lit("a"), lit(2))], "signature": [spec]},
+        }
+    )
+    lib["library"]["statements"]["def"].append({"context": "Patient", **other})
+    eng = engine_for(lib)
+    assert eng.evaluate(eng.compiler_for("Test"), ["R"], InMemoryDataSource([]))["R"] == 2
+
+
+def test_tuple_specifier_with_deprecated_element_type_member() -> None:
+    spec = {"type": "TupleTypeSpecifier", "element": [{"name": "a", "type": named(SYS + "Integer")}]}
+    tup = {"type": "Tuple", "element": [{"name": "a", "value": lit(1)}]}
+    assert run({"type": "Is", "operand": tup, "isTypeSpecifier": spec}) is True
+
+
+def test_unknown_type_specifier_is_a_clear_compile_error() -> None:
+    node = {"type": "Is", "operand": lit(1), "isTypeSpecifier": {"type": "FancySpecifier", "locator": "3:4-3:9"}}
+    with pytest.raises(UnsupportedElmError) as info:
+        run(node)
+    assert "FancySpecifier" in str(info.value) and "Test 1.0.0" in str(info.value)
+    assert "3:4-3:9" in str(info.value)
+
+
+def test_property_without_source_or_scope_is_null() -> None:
+    """Translator 3.x expands `[MedicationRequest: "VS"]` into a union with a query over referenced
+    Medications whose `code` Property has neither source nor scope; like the reference engines, its
+    value is null, so that branch matches nothing."""
+    meds = [
+        {"resourceType": "Medication", "id": "m1", "code": {"coding": [{"system": "s", "code": "1"}]}},
+        {"resourceType": "MedicationRequest", "id": "r1", "medicationReference": {"reference": "Medication/m1"}},
+    ]
+    in_vs = {
+        "type": "InValueSet",
+        "code": {"localId": "702", "path": "code", "type": "Property"},
+        "valueset": {"name": "VS", "preserve": True},
+    }
+    with_med = {
+        "alias": "M",
+        "type": "With",
+        "expression": retrieve("Medication"),
+        "suchThat": {"type": "And", "operand": [
+            {"type": "Equal", "operand": [
+                {"type": "Property", "path": "id", "scope": "M"},
+                {"type": "Last", "source": {
+                    "type": "Split",
+                    "stringToSplit": {"type": "Property", "path": "medication.reference", "scope": "MR"},
+                    "separator": lit("/"),
+                }},
+            ]},
+            in_vs,
+        ]},
+    }
+    q = query([("MR", retrieve("MedicationRequest"))], relationship=[with_med])
+    vs = {"resourceType": "ValueSet", "url": "urn:vs", "expansion": {"contains": [{"system": "s", "code": "1"}]}}
+    sections = {"valueSets": {"def": [{"name": "VS", "id": "urn:vs"}]}}
+    assert run(q, meds, valuesets=[vs], **sections) == []
+    assert run({"type": "Property", "path": "code"}) is None
+
+
+def test_definitions_carry_annotations_and_result_type_members() -> None:
+    """Annotations (with narrative `s` trees), localIds, locators and result types are ignored."""
+    expr = {
+        "localId": "12",
+        "locator": "5:3-5:9",
+        "type": "Add",
+        "resultTypeName": SYS + "Integer",
+        "annotation": [{"type": "Annotation", "s": {"r": "12", "s": [{"value": ["1 + 2"]}]}}],
+        "signature": [named(SYS + "Integer"), named(SYS + "Integer")],
+        "operand": [lit(1), lit(2)],
+    }
+    assert run(expr) == 3
+    assert FHIR  # the builders' FHIR namespace is the model's
