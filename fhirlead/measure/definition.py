@@ -131,7 +131,15 @@ def _expression(criteria: dict[str, Any] | None, what: str) -> str:
         raise MeasureDefinitionError(f"{what} has no criteria expression")
     if language not in ("text/cql-identifier", "text/cql.identifier", "text/cql"):
         raise MeasureDefinitionError(f"{what}: criteria language {language} is not supported")
+    if language == "text/cql" and len(expr) > 1 and expr[0] == expr[-1] == '"':
+        expr = expr[1:-1]  # a quoted identifier is still just the name of a definition
     return expr
+
+
+def _defined(criteria: dict[str, Any] | None) -> bool:
+    """Whether criteria name a definition: MADiE exports a group's unused populations and empty
+    stratifiers with a criteria language but no expression; they are not part of the measure."""
+    return bool((criteria or {}).get("expression"))
 
 
 def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
@@ -152,6 +160,8 @@ def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
         notation = (notation_ext or {}).get("valueCodeableConcept") or measure.get("improvementNotation")
         pops = []
         for p in g.get("population") or ():
+            if not _defined(p.get("criteria")):
+                continue
             code = _coding_code(p.get("code"))
             if code not in POPULATION_CODES:
                 raise MeasureDefinitionError(f"group {g.get('id', gi)}: unknown population code {code!r}")
@@ -167,14 +177,18 @@ def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
                     p.get("code"),
                 )
             )
+        if not any(p.code == "initial-population" for p in pops):
+            raise MeasureDefinitionError(f"group {g.get('id', gi)} has no initial population")
         strats = []
         for s in g.get("stratifier") or ():
             comps = [
                 (c.get("code"), _expression(c.get("criteria"), "stratifier component"))
                 for c in s.get("component") or ()
             ]
-            expr = _expression(s.get("criteria"), "stratifier") if s.get("criteria") else None
+            expr = _expression(s.get("criteria"), "stratifier") if _defined(s.get("criteria")) else None
             if expr is None and not comps:
+                if s.get("criteria") is not None:
+                    continue  # an empty stratifier (criteria without expression)
                 raise MeasureDefinitionError("stratifier has neither criteria nor components")
             strats.append(Stratifier(s.get("id"), s.get("code"), expr, comps))
         compliance = next((e.get("valueExpression", {}).get("expression") for e in g.get("extension") or ()

@@ -22,7 +22,13 @@ from fhirlead.cql.model import Node
 from fhirlead.cql.quantity import Quantity
 from fhirlead.cql.tuples import Tuple
 from fhirlead.measure import populations as pops
-from fhirlead.measure.definition import POPULATION_DISPLAY, POPULATION_SYSTEM, Group, MeasureDefinition
+from fhirlead.measure.definition import (
+    POPULATION_DISPLAY,
+    POPULATION_SYSTEM,
+    Group,
+    MeasureDefinition,
+    Stratifier,
+)
 from fhirlead.measure.evaluate import SubjectResult
 
 DEQM = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/"
@@ -142,24 +148,16 @@ def _group(definition: MeasureDefinition, gi: int, results: list[SubjectResult])
         out["measureScore"] = score
     stratifiers = []
     for si, s in enumerate(group.stratifiers):
-        strata: dict[str, tuple[dict[str, Any], list[SubjectResult]]] = {}
-        for r in results:
-            value = r.groups[gi].strata[si]
-            cc = codeable_concept(list(value)) if isinstance(value, tuple) else codeable_concept(value)
-            strata.setdefault(_key(cc), (cc, []))[1].append(r)
         entry: dict[str, Any] = {}
         if s.id:
             entry["id"] = s.id
         entry["code"] = [s.code] if s.code else [{"text": s.expression or s.id or "stratifier"}]
         entry["stratum"] = []
-        for cc, members in strata.values():
-            s_counts, s_obs = _group_counts(gi, members)
-            stratum: dict[str, Any] = {
-                "value": cc,
-                "population": [
-                    _population_entry(group, i, s_counts.get(i, 0)) for i in range(len(group.populations))
-                ],
-            }
+        for stratum_value, s_counts, s_obs in _strata(group, gi, si, s, results):
+            stratum: dict[str, Any] = dict(stratum_value)
+            stratum["population"] = [
+                _population_entry(group, i, s_counts.get(i, 0)) for i in range(len(group.populations))
+            ]
             s_score = _number(pops.score(group, s_counts, s_obs))
             if s_score is not None:
                 stratum["measureScore"] = s_score
@@ -167,6 +165,56 @@ def _group(definition: MeasureDefinition, gi: int, results: list[SubjectResult])
         stratifiers.append(entry)
     if stratifiers:
         out["stratifier"] = stratifiers
+    return out
+
+
+def _stratum_value(s: Stratifier, value: Any) -> dict[str, Any]:
+    """`value`, or one `component` per stratifier component (R4 MeasureReport.group.stratifier.stratum)."""
+    if s.components and isinstance(value, tuple):
+        return {
+            "component": [
+                {"code": code or {"text": expr}, "value": codeable_concept(v)}
+                for (code, expr), v in zip(s.components, value, strict=True)
+            ]
+        }
+    return {"value": codeable_concept(value)}
+
+
+def _is_episode_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) and v.get("resourceType") for v in value)
+
+
+def _strata(
+    group: Group, gi: int, si: int, s: Stratifier, results: list[SubjectResult]
+) -> list[tuple[dict[str, Any], dict[int, int], dict[int, list[Any]]]]:
+    """Each stratum's value with its population counts and observations.
+
+    Subjects are stratified by the stratifier's value. In an episode-based group a stratifier whose
+    value is a list of resources (the episodes of that stratum, as in `Stratification 1: ...` definitions)
+    stratifies episodes instead: the "true" stratum counts the members in the list, "false" the others.
+    """
+    by_value: dict[str, tuple[dict[str, Any], list[SubjectResult]]] = {}
+    episodes: dict[str, tuple[dict[str, Any], dict[int, int], dict[int, list[Any]]]] = {}
+    for r in results:
+        value = r.groups[gi].strata.get(si)
+        if not group.patient_based and s.expression and _is_episode_list(value):
+            inside = {pops.episode_key(v) for v in value}
+            for flag in (True, False):
+                sv = {"value": codeable_concept(flag)}
+                _v, counts, _obs = episodes.setdefault(_key(sv), (sv, {}, {}))
+                for i, members in r.groups[gi].members.items():
+                    n = sum(1 for m in members if (m in inside) is flag)
+                    counts[i] = counts.get(i, 0) + n
+            continue
+        sv = _stratum_value(s, value)
+        by_value.setdefault(_key(sv), (sv, []))[1].append(r)
+    out = []
+    for sv, members in by_value.values():
+        counts, observations = _group_counts(gi, members)
+        out.append((sv, counts, observations))
+    for sv, counts, observations in episodes.values():
+        if any(counts.values()):
+            out.append((sv, counts, observations))
     return out
 
 
