@@ -36,6 +36,7 @@ from fhirlead import fhirjson
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
+from fhirlead.interaction.incoming import advice
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 
@@ -81,6 +82,7 @@ def find_files(paths: list[Path]) -> Iterator[Path]:
 class Report:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # resources loaded all the same (interaction.incoming.advice)
     files: int = 0
     started: float = field(default_factory=time.perf_counter)
     skipped: Counter[str] = field(default_factory=Counter)  # units skipped (already loaded), per kind
@@ -119,6 +121,8 @@ class Report:
                 print(f"  skipped {where}: {n:,} unit{'' if n == 1 else 's'} ({resources:,} resources)", file=out)
             if len(self.skipped_files) > SKIPPED_FILES_SHOWN:
                 print(f"  … and {len(self.skipped_files) - SKIPPED_FILES_SHOWN:,} more files", file=out)
+        for warning in self.warnings:
+            print(f"WARNING {warning}", file=out)
         for failure in self.failures:
             print(f"FAILED {failure}", file=out)
 
@@ -219,6 +223,10 @@ class Loader:
                 self.report.skip(unit, int(record.doc.get("resources", 0)))
                 return
         entries = unit.build()
+        for entry in entries:
+            if isinstance(entry.resource, dict):
+                self.report.warnings += [f"{unit.where}: {entry.type_}/{entry.resource.get('id', '')}: "
+                                         f"{issue.diagnostics}" for issue in advice(entry.resource, entry.type_)]
         self.pending.append((unit, entries))
         self.size += len(entries)
         if self.size >= GROUP:

@@ -56,8 +56,20 @@ class Operation:
 
 
 class OperationRegistry:
+    """The operations plugins add, and what else they need from the server: write observers (called in
+    every unit of work that wrote, before it commits: `fhirlead.storage.observed`) and background
+    workers (started and stopped with `fhirlead serve`). Both are factories taking the Server."""
+
     def __init__(self) -> None:
         self._by_name: dict[str, list[Operation]] = {}
+        self.observers: list[Callable[[Any], Any]] = []  # Server -> WriteObserver
+        self.workers: list[Callable[[Any], Any]] = []  # Server -> object with async start() and stop()
+
+    def add_write_observer(self, factory: Callable[[Any], Any]) -> None:
+        self.observers.append(factory)
+
+    def add_worker(self, factory: Callable[[Any], Any]) -> None:
+        self.workers.append(factory)
 
     def add(self, operation: Operation) -> None:
         self._by_name.setdefault(operation.name, []).append(operation)

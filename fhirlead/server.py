@@ -14,6 +14,7 @@ from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.settings import Settings
 from fhirlead.storage.factory import open_store
+from fhirlead.storage.observed import ObservedStore
 from fhirlead.storage.port import Store
 from fhirlead.validation import Validator
 
@@ -34,6 +35,7 @@ class Server:
     # endpoint records every interaction with `audit.rest(...)`, the auth endpoints sign-ins and token
     # events with `audit.authorization(kind=..., outcome=..., client_id=..., username=..., ...)`.
     audit: AuditTrail | None = None
+    workers: list[Any] = field(default_factory=list)  # the plugins' background workers, once started
 
     @classmethod
     async def start(cls, settings: Settings, store: Store | None = None) -> Server:
@@ -47,7 +49,22 @@ class Server:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
         else:
             await auth.start()
-        return cls(settings, store, Validator(), search, Extractor(search), OperationRegistry.discover(), auth)
+        operations = OperationRegistry.discover()
+        server = cls(settings, store, Validator(), search, Extractor(search), operations, auth)
+        if operations.observers:
+            server.store = ObservedStore(store, [factory(server) for factory in operations.observers])
+        return server
+
+    async def start_workers(self) -> None:
+        """Start the plugins' background workers (`fhirlead serve` does; tools that load or copy data
+        leave the work their writes recorded to the server)."""
+        if not self.settings.workers:
+            log.warning("BACKGROUND WORKERS ARE OFF (FHIRLEAD_WORKERS=off): recorded jobs wait for a server")
+            return
+        for factory in self.operations.workers:
+            worker = factory(self)
+            await worker.start()
+            self.workers.append(worker)
 
     async def start_audit(self) -> None:
         """Start recording requests as AuditEvents (when authorization is on): the HTTP app does this;
@@ -63,6 +80,9 @@ class Server:
         await self.audit.start()
 
     async def stop(self) -> None:
+        for worker in reversed(self.workers):
+            await worker.stop()
+        self.workers.clear()
         if self.audit is not None:
             await self.audit.stop()  # writes what is still queued while the store is open
         if self.auth is not None:

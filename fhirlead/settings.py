@@ -36,6 +36,9 @@ class Settings:
     # Where AuditEvents are built and stored: "process" (a writer process of its own, on another core) or
     # "inline" (in the server process). A store the child cannot open by URL is always written inline.
     audit_writer: str = field(default_factory=lambda: _env("AUDIT_WRITER", "process"))
+    # The plugins' background workers (care-gap re-evaluation, ...) in `fhirlead serve`; "off" leaves the
+    # jobs recorded for another server process on the same store.
+    workers: bool = field(default_factory=lambda: _env("WORKERS", "on").lower() not in ("off", "false", "0", "no"))
     access_token_seconds: int = field(default_factory=lambda: int(_env("ACCESS_TOKEN_SECONDS", "900")))
     refresh_token_seconds: int = field(default_factory=lambda: int(_env("REFRESH_TOKEN_SECONDS", str(30 * 86400))))
     key_rotation_seconds: int = field(default_factory=lambda: int(_env("KEY_ROTATION_SECONDS", str(86400))))

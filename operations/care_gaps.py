@@ -10,6 +10,10 @@ period, ATR lists included), `practitioner` (the patients attributed to them: `o
 union; none of them: every active Measure. The IG's other inputs (topic, subjectGroup, parameters,
 organizationResource, measureResource, measure, manifest, isDocument) are refused with a 400 naming them.
 
+`recordTasks=true` (POST only: it writes) also records each open gap as a Task for the patient's care
+team, once per patient, measure and period, completed by itself when new data closes the gap
+(`operations.gap_tasks`); the caller needs write access to Tasks.
+
 Output: Parameters with one `return` per patient that has at least one gap of an asked status: a
 `document` Bundle (gaps-bundle-deqm: identifier, timestamp) whose Composition (LOINC 96315-7, "Gaps in
 care report") has a section per measure with the individual MeasureReport as focus and the DetectedIssue
@@ -34,13 +38,15 @@ from fhirlead.measure.evaluate import SubjectResult, measurement_period
 from fhirlead.measure.gaps import GAPS_SYSTEM, STATUSES, gap_status
 from fhirlead.measure.report import build_report
 from fhirlead.measure.repository import CompiledMeasure, measures_of
+from fhirlead.operations import gap_tasks
 from fhirlead.operations.evaluate_measure import admit, authorize, read_period
 from fhirlead.operations.measure_subjects import patients_of
 from fhirlead.parameters import InputParameters
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 
 NAME = "care-gaps"
-DEFINITION = fhirjson.loads((Path(__file__).resolve().parent.parent / "profiles" / "deqm"
+# DEQM's definition with one input more, recordTasks (profiles/lead; DEQM's own is in profiles/deqm)
+DEFINITION = fhirjson.loads((Path(__file__).resolve().parent.parent / "profiles" / "lead"
                              / "OperationDefinition-care-gaps.json").read_bytes())
 DEQM = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/"
 UNSUPPORTED = ("topic", "subjectGroup", "parameters", "organizationResource", "measureResource", "measure",
@@ -56,6 +62,9 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
                                         expression=(name,))])
     period = read_period(params)
     statuses = read_statuses(params)
+    record = wants_tasks(call, params)
+    if record and "open-gap" not in statuses:
+        raise bad_request("recordTasks records open gaps: ask for status open-gap too", "recordTasks")
     measures = await measures_named(call, params)
     named, parameter = who(params)
     patients = await patients_of(call.server, call.request.base_url, named, parameter, period)
@@ -71,7 +80,42 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
         document = gaps_document(call, per_measure, period, statuses, today, author, organization)
         if document is not None:
             documents.append({"name": "return", "resource": document})
+    if record:
+        await record_tasks(call, measures, results, period, practitioner, today)
     return FhirResponse(200, {"resourceType": "Parameters", "parameter": documents})
+
+
+def wants_tasks(call: OperationCall, params: InputParameters) -> bool:
+    value = params.one("recordTasks")
+    if value in (None, False, "false"):
+        return False
+    if value not in (True, "true"):
+        raise bad_request("'recordTasks' must be true or false", "recordTasks")
+    if call.request.method != "POST":
+        raise FhirError(405, [Issue("not-supported", "recordTasks=true writes Tasks: invoke $care-gaps with POST",
+                                    expression=("recordTasks",))])
+    if call.request.access is not None:
+        call.request.access.require("Task", "c")
+        call.request.access.require("Task", "u")
+    return True
+
+
+async def record_tasks(call: OperationCall, measures: list[CompiledMeasure], results: list[list[SubjectResult]],
+                       period: tuple[str, str], practitioner: str | None, now: datetime) -> None:
+    """Each open gap as a Task (operations.gap_tasks), all in one unit of work."""
+    server = call.server
+    today = now.date().isoformat()
+    found = []
+    for compiled, per_patient in zip(measures, results, strict=True):
+        groups = compiled.evaluator.definition.groups
+        for result in per_patient:
+            statuses = [gap_status(g, result.groups[i], today) for i, g in enumerate(groups)]
+            if "open-gap" in statuses:
+                found.append((result.subject.reference, compiled))
+    owners = {patient: await gap_tasks.owner_of(server, patient, practitioner) for patient, _ in found}
+    async with server.store.unit_of_work() as uow:
+        for patient, compiled in found:
+            await gap_tasks.record_open_gap(server, uow, patient, compiled, period, owners[patient], now)
 
 
 def read_statuses(params: InputParameters) -> set[str]:

@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.server = await Server.start(settings, store)
         await app.state.server.start_audit()
+        await app.state.server.start_workers()
         try:
             yield
         finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.interaction import conditions
-from fhirlead.interaction.incoming import prepare
+from fhirlead.interaction.incoming import advice, prepare
 from fhirlead.interaction.outcome import Outcome, respond
 from fhirlead.server import Server
 from fhirlead.storage.port import UnitOfWork
@@ -52,7 +52,7 @@ async def create(
     resource["id"] = id_ or new_id()
     entries = prepare(server, resource, type_)
     version = await uow.write(type_, resource["id"], resource, entries, "POST", expected_version=0)
-    return Outcome(201, version, created=True)
+    return Outcome(201, version, created=True, issues=advice(resource, type_))
 
 
 async def handle(server: Server, request: FhirRequest, type_: str) -> FhirResponse:

@@ -12,7 +12,7 @@ from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.errors import bad_request
 from fhirlead.interaction import conditions
 from fhirlead.interaction.create import create
-from fhirlead.interaction.incoming import prepare
+from fhirlead.interaction.incoming import advice, prepare
 from fhirlead.interaction.outcome import Outcome, respond
 from fhirlead.interaction.preconditions import conflict, expected_version
 from fhirlead.numbers import shown
@@ -41,7 +41,7 @@ async def update(
         version = await uow.write(type_, id_, resource, entries, method, expected_version=if_match)
     except VersionConflict as error:
         raise conflict(error) from None
-    return Outcome(201 if created else 200, version, created=created)
+    return Outcome(201 if created else 200, version, created=created, issues=advice(resource, type_))
 
 
 async def conditional_update(

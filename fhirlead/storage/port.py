@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
     from fhirlead.search.query import SearchQuery
-    from fhirlead.storage.records import Records  # which imports StoreError from here
+    from fhirlead.storage.records import Record, Records  # which imports StoreError from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +116,11 @@ class UnitOfWork(Protocol):
         """Store `version` verbatim (its number, lastUpdated, method and body) as the resource's new
         current version, with `entries` as its index: how `fhirlead copy` moves whole histories between
         stores. VersionConflict when the resource already has this version or a newer one."""
+        ...
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        """A record as this unit sees it (its own `put_record`s included), read inside its transaction:
+        what a write observer consults without waiting on another connection."""
         ...
 
     async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:

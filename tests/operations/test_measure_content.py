@@ -53,3 +53,31 @@ async def test_every_published_measure_bundle_loads(settings: Settings, app: Fas
                          if e["resource"]["resourceType"] == "Measure")
         found = (await client.get("Measure", params={"url": published["url"]})).json()
         assert [e["resource"]["id"] for e in found.get("entry", [])] == [published["id"]], Path(path).parent.name
+
+
+def contradicting() -> dict:
+    """A Measure whose improvement notation's code says decrease and its display increase (as a published
+    CMS2 version does): the code counts, and the writer is warned."""
+    notation = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation",
+                            "code": "decrease", "display": "Increased score indicates improvement"}]}
+    return {**measure(), "improvementNotation": notation}
+
+
+async def test_a_contradicting_improvement_notation_is_stored_with_a_warning(client: httpx.AsyncClient) -> None:
+    answer = await client.put("Measure/m", json=contradicting(), headers={"Prefer": "return=OperationOutcome"})
+    assert answer.status_code == 201, answer.text
+    [issue] = answer.json()["issue"]
+    assert issue["severity"] == "warning" and issue["expression"] == ["Measure.improvementNotation"]
+    assert "decrease" in issue["diagnostics"] and "the code counts" in issue["diagnostics"]
+    quiet = await client.put("Measure/m", json=measure(), headers={"Prefer": "return=OperationOutcome"})
+    assert [i["severity"] for i in quiet.json()["issue"]] == ["information"]
+
+
+async def test_loading_a_contradicting_measure_warns(settings: Settings, tmp_path: Path) -> None:
+    from fhirlead.load import load_files
+
+    path = tmp_path / "measure.ndjson"
+    path.write_bytes(orjson.dumps(contradicting()) + b"\n")
+    report = await load_files(settings, [path])
+    assert report.counts["Measure"] == 1 and not report.failures
+    assert len(report.warnings) == 1 and "Measure/m" in report.warnings[0]

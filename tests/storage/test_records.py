@@ -182,7 +182,7 @@ async def test_sqlite_stores_on_one_file_share_records(server: Server, settings:
 @sqlite_only
 async def test_sqlite_records_do_not_join_an_open_group_transaction(server: Server) -> None:
     """A put commits by itself while the writer's transaction is open, and a rollback there keeps it."""
-    store = server.store
+    store = getattr(server.store, "wrapped", server.store)  # under the write observers (storage/observed.py)
     assert isinstance(store, SqliteStore)
     await store.records.put("user", "before", {})
     await store._on_writer(lambda conn: conn.execute("BEGIN"))  # open, but holding no lock yet

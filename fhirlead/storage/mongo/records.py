@@ -26,8 +26,7 @@ class MongoRecords:
         self._c = collection
 
     async def get(self, kind: str, key: str) -> Record | None:
-        found = await self._c.find_one({"_id": record_id(kind, key)})
-        return _record(found) if found is not None and _is_live(found, time.time()) else None
+        return live_record(await self._c.find_one({"_id": record_id(kind, key)}))
 
     async def put(
         self,
@@ -117,3 +116,8 @@ def _is_live(found: dict[str, Any], now: float) -> bool:
 
 def _record(found: dict[str, Any]) -> Record:
     return Record(found["kind"], found["key"], found["doc"], int(found["rev"]), found.get("expires"))
+
+
+def live_record(found: dict[str, Any] | None) -> Record | None:
+    """A found record document as a Record, or None when absent or expired."""
+    return _record(found) if found is not None and _is_live(found, time.time()) else None

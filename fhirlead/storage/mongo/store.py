@@ -30,9 +30,10 @@ from fhirlead.search.entries import GroupEntries
 from fhirlead.storage.group_members import assemble, split
 from fhirlead.storage.mongo import documents, members, schema
 from fhirlead.storage.mongo.access import Access
-from fhirlead.storage.mongo.records import MongoRecords, record_id
+from fhirlead.storage.mongo.records import MongoRecords, live_record, record_id
 from fhirlead.storage.mongo.search import Searcher
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, StoreError, VersionConflict
+from fhirlead.storage.records import Record
 
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
@@ -281,6 +282,10 @@ class MongoUnitOfWork:
         await members.write_changes(self._access, pk, documents.resource_key("Group", id_), version, removed,
                                     replaced, added)
         return stored
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        found = await self._access.records.find_one({"_id": record_id(kind, key)}, session=self._access.session)
+        return live_record(found)
 
     async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         fields = {"kind": kind, "key": key, "doc": doc, "expires": None}

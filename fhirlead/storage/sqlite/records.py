@@ -57,7 +57,7 @@ class SqliteRecords:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: work(self._local.conn))
 
     async def get(self, kind: str, key: str) -> Record | None:
-        return await self._run(lambda conn: _get(conn, kind, key, time.time()))
+        return await self._run(lambda conn: get(conn, kind, key, time.time()))
 
     async def put(
         self,
@@ -90,7 +90,8 @@ def _record(row: tuple[Any, ...]) -> Record:
     return Record(kind, key, orjson.loads(doc), rev, expires)
 
 
-def _get(conn: sqlite3.Connection, kind: str, key: str, now: float) -> Record | None:
+def get(conn: sqlite3.Connection, kind: str, key: str, now: float) -> Record | None:
+    """The live record (kind, key) on `conn` (the records connection, or the writer's inside a unit)."""
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM records WHERE kind = ? AND key = ? AND {_LIVE}", (kind, key, now)
     ).fetchone()

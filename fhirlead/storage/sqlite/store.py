@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,7 +25,9 @@ import orjson
 from fhirlead import clock, fhirjson
 from fhirlead.search.entries import GroupEntries
 from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, VersionConflict
+from fhirlead.storage.records import Record
 from fhirlead.storage.sqlite import index, members, rows, schema, search
+from fhirlead.storage.sqlite import records as records_sql
 from fhirlead.storage.sqlite.records import SqliteRecords
 
 if TYPE_CHECKING:
@@ -217,6 +220,9 @@ class SqliteUnitOfWork:
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
         await self._call(lambda conn: _write_version(conn, version, entries))
+
+    async def get_record(self, kind: str, key: str) -> Record | None:
+        return await self._call(lambda conn: records_sql.get(conn, kind, key, time.time()))
 
     async def put_record(self, kind: str, key: str, doc: dict[str, Any]) -> None:
         body = orjson.dumps(doc)
