@@ -70,19 +70,23 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
     patients = await patients_of(call.server, call.request.base_url, named, parameter, period)
     evaluators = [m.evaluator for m in measures]
     data = live.store_data(call.server.store, call.server.search, evaluators, admit(call))
-    results = await live.evaluate(data, evaluators, patients, measurement_period(*period), keep_evaluated=True)
     organization, practitioner = params.one("organization"), params.one("practitioner")
     author = organization or practitioner
-    today = datetime.now(UTC)
-    documents = []
-    for n in range(len(results[0]) if results else 0):
-        per_measure = [(m, found[n]) for m, found in zip(measures, results, strict=True)]
-        document = gaps_document(call, per_measure, period, statuses, today, author, organization)
-        if document is not None:
-            documents.append({"name": "return", "resource": document})
+    now = datetime.now(UTC)
+    documents: list[bytes] = []  # each written out as soon as its batch is evaluated
+    open_gaps: list[tuple[str, CompiledMeasure]] = []
+    async for batch in live.evaluate_batches(data, evaluators, patients, measurement_period(*period),
+                                             keep_evaluated=True):
+        for n in range(len(batch[0]) if batch else 0):
+            per_measure = [(m, found[n]) for m, found in zip(measures, batch, strict=True)]
+            document = gaps_document(call, per_measure, period, statuses, now, author, organization)
+            if document is not None:
+                documents.append(fhirjson.dumps({"name": "return", "resource": document}))
+            if record:
+                open_gaps += opened(per_measure, now)
     if record:
-        await record_tasks(call, measures, results, period, practitioner, today)
-    return FhirResponse(200, {"resourceType": "Parameters", "parameter": documents})
+        await record_tasks(call, open_gaps, period, practitioner, now)
+    return FhirResponse(200, b'{"resourceType":"Parameters","parameter":[' + b",".join(documents) + b"]}")
 
 
 def wants_tasks(call: OperationCall, params: InputParameters) -> bool:
@@ -100,21 +104,22 @@ def wants_tasks(call: OperationCall, params: InputParameters) -> bool:
     return True
 
 
-async def record_tasks(call: OperationCall, measures: list[CompiledMeasure], results: list[list[SubjectResult]],
+def opened(per_measure: list[tuple[CompiledMeasure, SubjectResult]], now: datetime
+           ) -> list[tuple[str, CompiledMeasure]]:
+    """(patient, measure) of each open gap of one patient."""
+    today = now.date().isoformat()
+    return [(result.subject.reference, compiled) for compiled, result in per_measure
+            if "open-gap" in (gap_status(g, result.groups[i], today)
+                              for i, g in enumerate(compiled.evaluator.definition.groups))]
+
+
+async def record_tasks(call: OperationCall, open_gaps: list[tuple[str, CompiledMeasure]],
                        period: tuple[str, str], practitioner: str | None, now: datetime) -> None:
     """Each open gap as a Task (operations.gap_tasks), all in one unit of work."""
     server = call.server
-    today = now.date().isoformat()
-    found = []
-    for compiled, per_patient in zip(measures, results, strict=True):
-        groups = compiled.evaluator.definition.groups
-        for result in per_patient:
-            statuses = [gap_status(g, result.groups[i], today) for i, g in enumerate(groups)]
-            if "open-gap" in statuses:
-                found.append((result.subject.reference, compiled))
-    owners = {patient: await gap_tasks.owner_of(server, patient, practitioner) for patient, _ in found}
+    owners = {patient: await gap_tasks.owner_of(server, patient, practitioner) for patient, _ in open_gaps}
     async with server.store.unit_of_work() as uow:
-        for patient, compiled in found:
+        for patient, compiled in open_gaps:
             await gap_tasks.record_open_gap(server, uow, patient, compiled, period, owners[patient], now)
 
 

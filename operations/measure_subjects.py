@@ -20,7 +20,7 @@ from typing import Any
 
 from fhirlead import fhirjson
 from fhirlead.errors import FhirError, Issue
-from fhirlead.search.collect import all_matches
+from fhirlead.search.collect import all_ids, all_matches
 from fhirlead.server import Server
 from fhirlead.storage.port import ResourceVersion
 
@@ -32,7 +32,7 @@ async def patients_of(server: Server, base_url: str, named: str | None, paramete
                       period: tuple[str, str]) -> list[str]:
     """The ids of the patients `named` (a reference, relative or absolute on this server) stands for."""
     if named is None:
-        return [version.id for version in await _all(server, "Patient", [], members=False)]
+        return await all_ids(server.store, server.search, "Patient", [])
     reference = named.removeprefix(base_url.rstrip("/") + "/") if base_url else named
     type_, _, id_ = reference.partition("/")
     if not id_ or "/" in id_ or type_ not in ("Patient", "Group", *PROVIDER_TYPES):
@@ -95,7 +95,8 @@ async def _attributed(server: Server, provider: str, period: tuple[str, str]) ->
     if named:
         return list(found)
     for one in sorted(providers):
-        found.update(dict.fromkeys(v.id for v in await _all(server, "Patient", [("general-practitioner", one)])))
+        found.update(dict.fromkeys(await all_ids(server.store, server.search, "Patient",
+                                                 [("general-practitioner", one)])))
     return list(found)
 
 

@@ -10,7 +10,7 @@ the evaluation may see (DESIGN §5): a measure never counts what the caller coul
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,14 +38,22 @@ async def evaluate(data: StoreData, evaluators: Sequence[MeasureEvaluator], pati
     """Per evaluator, one result per patient that exists (in `patient_ids` order, unknown ids skipped).
     `keep_evaluated` keeps each result's evaluated resources (for individual reports)."""
     out: list[list[SubjectResult]] = [[] for _ in evaluators]
+    async for batch in evaluate_batches(data, evaluators, patient_ids, period, keep_evaluated=keep_evaluated):
+        for mine, found in zip(out, batch, strict=True):
+            mine += found
+    return out
+
+
+async def evaluate_batches(data: StoreData, evaluators: Sequence[MeasureEvaluator], patient_ids: Sequence[str],
+                           period: Interval, *, keep_evaluated: bool = False
+                           ) -> AsyncIterator[list[list[SubjectResult]]]:
+    """`evaluate`, a batch of patients at a time: a caller that turns each batch into its answer (gaps
+    documents) holds one batch's evaluated resources at most."""
     for start in range(0, len(patient_ids), BATCH):
         batch = patient_ids[start:start + BATCH]
         sources = await data.load(batch)
         subjects = [Subject(id_, source.patient or {}, source) for id_ in batch if (source := sources.get(id_))]
-        results = await asyncio.to_thread(_evaluate_batch, evaluators, subjects, period, keep_evaluated)
-        for mine, found in zip(out, results, strict=True):
-            mine += found
-    return out
+        yield await asyncio.to_thread(_evaluate_batch, evaluators, subjects, period, keep_evaluated)
 
 
 def _evaluate_batch(evaluators: Sequence[MeasureEvaluator], subjects: list[Subject], period: Interval,
