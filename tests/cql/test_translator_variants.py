@@ -124,3 +124,36 @@ def test_definitions_carry_annotations_and_result_type_members() -> None:
     }
     assert run(expr) == 3
     assert FHIR  # the builders' FHIR namespace is the model's
+
+
+def test_sort_by_an_expression_of_this() -> None:
+    """`sort by start of $this` (the translator's IdentifierRef `$this` is the item being sorted)."""
+    from tests.cql.elm import interval
+
+    items = lst(interval(lit(5), lit(9)), interval(lit(1), lit(3)), interval(lit(3), lit(4)))
+    start_of_this = {"type": "Start", "operand": {"type": "IdentifierRef", "name": "$this"}}
+    sort = {"by": [{"type": "ByExpression", "direction": "asc", "expression": start_of_this}]}
+    assert [iv.low for iv in run(query([("I", items)], sort=sort))] == [1, 3, 5]
+    by_this = {"by": [{"type": "ByColumn", "direction": "desc", "path": "$this"}]}
+    assert run(query([("X", lst(lit(2), lit(7), lit(1)))], sort=by_this)) == [7, 2, 1]
+
+
+def test_multi_source_query_over_singletons_is_a_singleton() -> None:
+    """`from First(A) F, Last(B) L let D: F - L return D`: a singleton, null when filtered out or when a
+    source is null (as the reference engine evaluates it), so `(... where D >= 3) is not null` works."""
+    from tests.cql.elm import alias, op
+
+    def q(first: dict, last: dict) -> dict:
+        return query(
+            [("F", {"type": "First", "source": first}), ("L", {"type": "Last", "source": last})],
+            where=op("GreaterOrEqual", op("Subtract", alias("F"), alias("L")), lit(3)),
+            ret=op("Subtract", alias("F"), alias("L")),
+        )
+
+    assert run(q(lst(lit(9), lit(1)), lst(lit(5), lit(2)))) == 7
+    assert run(q(lst(lit(4)), lst(lit(2)))) is None
+    assert run(q(lst(), lst(lit(2)))) is None
+    # one list source makes it a list query
+    mixed = query([("F", {"type": "First", "source": lst(lit(9))}), ("X", lst(lit(1), lit(2)))],
+                  ret=op("Add", alias("F"), alias("X")))
+    assert run(mixed) == [10, 11]

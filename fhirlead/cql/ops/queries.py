@@ -36,7 +36,7 @@ def _compile_sort(node: dict[str, Any], lc: LibraryCompiler) -> Any:
         if t == "ByDirection":
             keys.append((None, desc))
         elif t == "ByColumn":
-            getters = [getter_for(p) for p in by["path"].split(".")]
+            getters = [getter_for(p) for p in by["path"].split(".") if p != "$this"]
             keys.append((("column", getters), desc))
         elif t == "ByExpression":
             keys.append((("expr", lc.compile(by["expression"])), desc))
@@ -76,9 +76,10 @@ def _compile_sort(node: dict[str, Any], lc: LibraryCompiler) -> Any:
 
 @handles("IdentifierRef")
 def identifier_ref(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
-    """An unqualified identifier inside a sort expression: a property of the item being sorted."""
+    """An unqualified identifier inside a sort expression: a property of the item being sorted, or
+    (`$this`, as translators write `sort by start of $this`) the item itself."""
     name = node["name"]
-    g = getter_for(name)
+    g = (lambda item, ctx: item) if name == "$this" else getter_for(name)
 
     def f(ctx: Any) -> Any:
         frame = ctx.frame
@@ -147,11 +148,17 @@ def query(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
                 return value, True
             return [value], False
         combos: list[dict[str, Any]] = [{}]
+        any_list = False
         for alias, fn in sources:
             value = fn(ctx)
-            items = value if type(value) is list else [value]
+            if type(value) is list:
+                any_list = True
+                items = value
+            else:
+                items = [value]
             combos = [{**c, alias: item} for c in combos for item in items]
-        return combos, True
+        # A query over singleton sources only (`from First(A) X, Last(B) Y ...`) is a singleton too.
+        return combos, any_list
 
     single_alias = sources[0][0] if len(sources) == 1 else None
 
