@@ -10,6 +10,7 @@ them against the ELM versions on every test resource.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from fhirlead.cql import model
@@ -91,6 +92,13 @@ def _quantity(ctx: Any, quantity: Any, honour_comparator: bool) -> Quantity | No
     if quantity is None:
         return None
     tz = ctx.tz
+    if type(quantity.raw) is not dict:
+        # A primitive where the profile promised a Quantity (e.g. valueInteger in a BMI observation):
+        # the published CQL reads its `value` and finds no comparator, system, code or unit.
+        value = _pv(quantity, tz)
+        if value is None or type(value) is bool or not isinstance(value, int | Decimal):
+            return None
+        return Quantity(Decimal(value), "1")
     value = _value(_get(quantity, "value"), tz)
     if value is None:
         return None

@@ -157,3 +157,29 @@ def test_multi_source_query_over_singletons_is_a_singleton() -> None:
     mixed = query([("F", {"type": "First", "source": lst(lit(9))}), ("X", lst(lit(1), lit(2)))],
                   ret=op("Add", alias("F"), alias("X")))
     assert run(mixed) == [10, 11]
+
+
+def test_to_quantity_of_a_primitive_where_the_profile_promised_a_quantity() -> None:
+    """QI-Core BMI retrieves call FHIRHelpers.ToQuantity on `value` directly; test data may carry a
+    valueInteger there. The published ToQuantity reads `quantity.value` and finds no comparator, system,
+    code or unit: a unitless Quantity, not an internal error."""
+    from decimal import Decimal
+
+    from fhirlead.cql.quantity import Quantity
+
+    helpers = library(
+        {"ToQuantity": {"type": "FunctionDef", "expression": lit(None), "operand": [
+            {"name": "quantity", "operandTypeSpecifier": named(FHIR + "Quantity")}]}},
+        name="FHIRHelpers",
+        version="4.4.000",
+    )
+    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "valueInteger": 9}
+    only = {"type": "SingletonFrom", "operand": retrieve("Observation")}
+    value = {"type": "Property", "path": "value", "source": only}
+    main = library(
+        {"Q": {"type": "FunctionRef", "libraryName": "FHIRHelpers", "name": "ToQuantity", "operand": [value]}},
+        includes={"def": [{"localIdentifier": "FHIRHelpers", "path": "FHIRHelpers", "version": "4.4.000"}]},
+    )
+    eng = engine_for(main, helpers)
+    got = eng.evaluate(eng.compiler_for("Test"), ["Q"], InMemoryDataSource([obs], require_profile=False))["Q"]
+    assert got == Quantity(Decimal(9), "1")
