@@ -84,6 +84,7 @@ def content(due: bool = False) -> list[dict[str, Any]]:
     """The Measure, its Library and its ValueSet."""
     measure = {
         "resourceType": "Measure", "id": "gap-test", "url": MEASURE_URL, "version": "1.0.0", "status": "active",
+        "identifier": [{"system": "http://example.org/fhir/measures", "value": "GAP-1"}],
         "library": [LIBRARY_URL + "|1.0.0"],
         "scoring": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-scoring",
                                 "code": "proportion"}]},

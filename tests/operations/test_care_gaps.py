@@ -46,6 +46,12 @@ async def world(app: FastAPI) -> FastAPI:
 async def test_every_status_for_a_group(world: FastAPI, client: httpx.AsyncClient) -> None:
     assert by_patient(await client.get("Measure/$care-gaps", params=[*PERIOD, *ALL, ("subject", "Group/cohort")])) \
         == EXPECTED
+    by_identifier = await client.get("Measure/$care-gaps", params=[
+        *PERIOD, *ALL, ("subject", "Group/cohort"), ("measureIdentifier", "http://example.org/fhir/measures|GAP-1")])
+    assert by_patient(by_identifier) == EXPECTED
+    unknown = await client.get("Measure/$care-gaps", params=[
+        *PERIOD, *ALL, ("subject", "Group/cohort"), ("measureIdentifier", "http://example.org/fhir/measures|NO")])
+    assert unknown.status_code == 404 and unknown.json()["issue"][0]["expression"] == ["measureIdentifier"]
     only_open = await client.get("Measure/$care-gaps", params=[*PERIOD, ("status", "open-gap"),
                                                                 ("subject", "Group/cohort")])
     assert by_patient(only_open) == {"gap": "open-gap"}
