@@ -311,6 +311,7 @@ def load_operator_families() -> None:
         lists,
         literals,
         logical,
+        navigation,
         nulls,
         queries,
         references,

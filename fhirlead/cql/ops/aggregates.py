@@ -20,6 +20,23 @@ from fhirlead.cql.ucum import round8
 def _aggregate(fn: Callable[[list[Any]], Any], keep_nulls: bool = False) -> Any:
     def compile_agg(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
         src = lc.compile(node["source"])
+        path = node.get("path")
+        if path:  # AggregateExpression.path: aggregate that property of each element
+            from fhirlead.cql.ops.structured import getter_for
+
+            getters = [getter_for(p) for p in path.split(".")]
+            whole = src
+
+            def src(ctx: Any) -> Any:
+                items = whole(ctx)
+                if items is None:
+                    return None
+                out = []
+                for x in items:
+                    for g in getters:
+                        x = None if x is None else g(x, ctx)
+                    out.append(x)
+                return out
 
         def f(ctx: Any) -> Any:
             items = src(ctx)

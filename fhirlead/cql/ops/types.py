@@ -249,6 +249,12 @@ def to_concept(v: Any, ctx: Any) -> Concept | None:
 def to_ratio(v: Any, ctx: Any) -> Ratio | None:
     if type(v) is Ratio:
         return v
+    if type(v) is str:  # "<quantity>:<quantity>"
+        parts = v.split(":")
+        if len(parts) != 2:
+            return None
+        num, den = (to_quantity(p.strip(), ctx) for p in parts)
+        return Ratio(num, den) if num is not None and den is not None else None
     raise CqlEvaluationError(f"cannot convert {type(v).__name__} to Ratio")
 
 
@@ -284,6 +290,7 @@ def conversion(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     "ConvertsToTime",
     "ConvertsToQuantity",
     "ConvertsToLong",
+    "ConvertsToRatio",
 )
 def converts_to(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     (a,) = lc.operands(node)
@@ -325,8 +332,3 @@ def can_convert_quantity(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
         return q.convert(v, u) is not None
 
     return f
-
-
-@handles("Children", "Descendents")
-def children(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
-    raise lc.unsupported(node, "FHIRPath children()/descendants() navigation is not implemented")
