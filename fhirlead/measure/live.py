@@ -16,9 +16,11 @@ from typing import Any
 
 from fhirlead.cql.errors import CqlError
 from fhirlead.cql.interval import Interval
+from fhirlead.cql.model import Node
 from fhirlead.cql.retrieve import InMemoryDataSource
 from fhirlead.errors import FhirError, Issue
 from fhirlead.measure.evaluate import MeasureEvaluator, SubjectResult
+from fhirlead.measure.report import codeable_concept
 from fhirlead.measure.store_data import BATCH, StoreData, plan
 from fhirlead.measure.subjects import Subject
 from fhirlead.storage.port import Store
@@ -68,7 +70,15 @@ def _evaluate_batch(evaluators: Sequence[MeasureEvaluator], subjects: list[Subje
                 raise FhirError(422, [Issue("processing", f"evaluating {evaluator.definition.url} for "
                                                           f"{subject.reference} failed: {error}")]) from None
             slim = Subject(subject.id, subject.patient if keep_evaluated else {}, NOTHING)
-            found.append(replace(result, subject=slim, values={},
+            found.append(replace(result, subject=slim, values={}, supplemental=_settled(result.supplemental),
                                  evaluated=result.evaluated if keep_evaluated else {}))
         out.append(found)
     return out
+
+
+def _settled(supplemental: dict[int, Any]) -> dict[int, Any]:
+    """Supplemental-data values as the CodeableConcepts the report will show, wrapped so the report takes
+    them as they are: a CQL value can hold on to parts of the patient's parsed resources, which a
+    population's results must not keep alive."""
+    return {i: value if value is None or value == [] else Node("CodeableConcept", codeable_concept(value))
+            for i, value in supplemental.items()}

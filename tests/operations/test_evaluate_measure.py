@@ -12,8 +12,10 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from fhirlead.measure import build_report, measurement_period, subjects_from_documents
 from fhirlead.settings import Settings
 from tests import backends
+from tests.measure.conftest import evaluator_for
 from tests.measure.shared_data import ecqm_dir, require_ecqm
 
 ON_MONGOMOCK = "CMS2FHIR"  # the smallest measure: its first MONGOMOCK_CASES cases
@@ -103,3 +105,12 @@ async def test_every_published_case_through_the_api(name: str, settings: Setting
     assert summary.status_code == 200, summary.text
     assert summary.json()["type"] == "summary"
     assert counts(summary.json()) == total
+    # the whole summary (strata, supplemental data) as the in-memory engine builds it from the same cases
+    documents = [orjson.loads((folder / "tests" / f"{row['patientId']}.json").read_bytes()) for row in cases]
+    evaluator = evaluator_for(folder)
+    offline = build_report(evaluator.definition, evaluator.evaluate(
+        subjects_from_documents(documents, require_profile=False), measurement_period(*PERIOD.values())),
+        tuple(PERIOD.values()), individual=False)
+    live = summary.json()
+    assert live["group"] == offline["group"]
+    assert live.get("contained") == offline.get("contained")
