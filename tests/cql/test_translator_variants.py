@@ -183,3 +183,17 @@ def test_to_quantity_of_a_primitive_where_the_profile_promised_a_quantity() -> N
     eng = engine_for(main, helpers)
     got = eng.evaluate(eng.compiler_for("Test"), ["Q"], InMemoryDataSource([obs], require_profile=False))["Q"]
     assert got == Quantity(Decimal(9), "1")
+
+
+def test_query_over_a_null_source_is_null() -> None:
+    """`(end of X.abatementInterval()) D return Interval[..., D)` with a null source: no rows, so null
+    (not an interval built from a null row), as the reference engine evaluates it; a null list source
+    likewise gives null, and a null `with` source matches nothing."""
+    from tests.cql.elm import alias, op
+
+    build = op("Add", alias("D"), lit(1))
+    assert run(query([("D", {"type": "Null"})], ret=build)) is None
+    assert run(query([("D", lit(1))], ret=build)) == 2
+    assert run(query([("D", {"type": "Null"}), ("E", lst(lit(1)))], ret=build)) == []
+    agg = {"identifier": "R", "starting": lit(0), "expression": op("Add", alias("R"), alias("D"))}
+    assert run(query([("D", {"type": "Null"})], aggregate=agg)) == 0

@@ -142,11 +142,13 @@ def query(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
 
     def rows(ctx: Any) -> tuple[list[dict[str, Any]] | list[Any], bool]:
         """Source rows: items (single source) or alias->item dicts (multi-source)."""
+        # A null source contributes no rows (so a query over a null singleton is null), as in the
+        # reference engine; the query is a list query when any source is a list.
         if len(sources) == 1:
             value = sources[0][1](ctx)
             if type(value) is list:
                 return value, True
-            return [value], False
+            return ([] if value is None else [value]), False
         combos: list[dict[str, Any]] = [{}]
         any_list = False
         for alias, fn in sources:
@@ -155,7 +157,7 @@ def query(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
                 any_list = True
                 items = value
             else:
-                items = [value]
+                items = [] if value is None else [value]
             combos = [{**c, alias: item} for c in combos for item in items]
         # A query over singleton sources only (`from First(A) X, Last(B) Y ...`) is a singleton too.
         return combos, any_list
