@@ -17,6 +17,7 @@ import orjson
 from fhirlead.cql.errors import ElmLoadError
 
 ELM_JSON = "application/elm+json"
+ELM_XML = "application/elm+xml"
 
 
 class ElmLibrary:
@@ -55,14 +56,24 @@ class ElmLibrary:
 
 
 def elm_from_library_resource(resource: dict[str, Any]) -> ElmLibrary | None:
-    """The ELM JSON content of a FHIR Library resource, or None if it carries none."""
-    for content in resource.get("content", ()):
-        if content.get("contentType") == ELM_JSON and content.get("data"):
+    """The ELM content of a FHIR Library resource (JSON preferred, else XML), or None if it has none."""
+    contents = [c for c in resource.get("content", ()) if c.get("data")]
+    for content in contents:
+        if content.get("contentType") == ELM_JSON:
             try:
                 elm = orjson.loads(base64.b64decode(content["data"]))
             except (ValueError, orjson.JSONDecodeError) as exc:
                 raise ElmLoadError(f"Library {resource.get('url')}: ELM content is not valid JSON") from exc
             return ElmLibrary(elm, resource.get("version"))
+    for content in contents:
+        if content.get("contentType") == ELM_XML:
+            from fhirlead.cql.elmxml import elm_json_from_xml
+
+            try:
+                xml = base64.b64decode(content["data"])
+            except ValueError as exc:
+                raise ElmLoadError(f"Library {resource.get('url')}: ELM XML content is not base64") from exc
+            return ElmLibrary(elm_json_from_xml(xml), resource.get("version"))
     return None
 
 
