@@ -10,6 +10,7 @@ the evaluation may see (DESIGN §5): a measure never counts what the caller coul
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -18,13 +19,14 @@ from fhirlead.cql.errors import CqlError
 from fhirlead.cql.interval import Interval
 from fhirlead.cql.model import Node
 from fhirlead.cql.retrieve import InMemoryDataSource
-from fhirlead.errors import FhirError, Issue
+from fhirlead.errors import FhirError, Issue, log_unexpected
 from fhirlead.measure.evaluate import MeasureEvaluator, SubjectResult
 from fhirlead.measure.report import codeable_concept
 from fhirlead.measure.store_data import BATCH, StoreData, plan
 from fhirlead.measure.subjects import Subject
 from fhirlead.storage.port import Store
 
+log = logging.getLogger(__name__)
 NOTHING = InMemoryDataSource(())
 
 
@@ -69,6 +71,11 @@ def _evaluate_batch(evaluators: Sequence[MeasureEvaluator], subjects: list[Subje
             except CqlError as error:
                 raise FhirError(422, [Issue("processing", f"evaluating {evaluator.definition.url} for "
                                                           f"{subject.reference} failed: {error}")]) from None
+            except Exception as error:  # the engine tripped on this content or data: said, logged, not a 500
+                log_unexpected(log, error, f"evaluating {evaluator.definition.url}")
+                raise FhirError(422, [Issue("processing", f"evaluating {evaluator.definition.url} for "
+                                                          f"{subject.reference} failed in the engine "
+                                                          f"({type(error).__name__}); this has been logged")]) from None
             slim = Subject(subject.id, subject.patient if keep_evaluated else {}, NOTHING)
             found.append(replace(result, subject=slim, values={}, supplemental=_settled(result.supplemental),
                                  evaluated=result.evaluated if keep_evaluated else {}))

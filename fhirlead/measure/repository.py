@@ -14,6 +14,7 @@ unavailable: a retrieve that needs it fails with a message naming it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +22,14 @@ from typing import Any
 from fhirlead import fhirjson
 from fhirlead.cql.errors import CqlError
 from fhirlead.cql.library import ElmLibrary, elm_from_library_resource
-from fhirlead.errors import FhirError, Issue, not_found
+from fhirlead.errors import FhirError, Issue, log_unexpected, not_found
 from fhirlead.measure.bundle import MeasureBundle, MeasureBundleError
 from fhirlead.measure.definition import MeasureDefinitionError
 from fhirlead.measure.evaluate import MeasureEvaluator
 from fhirlead.search.collect import all_matches
 from fhirlead.storage.port import ResourceVersion, Store
 
+log = logging.getLogger(__name__)
 CONTENT_TYPES = ("Measure", "Library", "ValueSet")
 MAX_CACHED = 64  # compiled measures kept per process
 
@@ -84,6 +86,11 @@ class MeasureRepository:
             evaluator = MeasureEvaluator(MeasureBundle.from_resources(resources))
         except (MeasureBundleError, MeasureDefinitionError, CqlError, ValueError) as error:
             raise FhirError(422, [Issue("processing", f"Measure/{version.id} cannot be evaluated: {error}")]) from None
+        except Exception as error:  # content the engine trips on is still the client's content: a 422
+            log_unexpected(log, error, f"compiling Measure/{version.id}")
+            raise FhirError(422, [Issue("processing", f"Measure/{version.id} cannot be evaluated: the engine failed "
+                                                      f"on its content ({type(error).__name__}); this has been "
+                                                      "logged")]) from None
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         compiled = self._cache[version.id] = CompiledMeasure(version, measure, evaluator)
@@ -119,7 +126,7 @@ class MeasureRepository:
             library = max(found, key=lambda r: str(r.get("version") or ""))
             try:
                 elm = elm_from_library_resource(library)
-            except CqlError:
+            except Exception:  # malformed ELM: compiling the measure reports it (a 422)
                 elm = None
             out.append((library, elm))
             seen.add((str(library.get("name")), library.get("version")))

@@ -4,13 +4,17 @@ every refusal, a cached measure rebuilt when its content changes, and the caller
 
 from __future__ import annotations
 
+import base64
+import copy
+
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
 from fhirlead.auth.tokens import Authorization
 from tests.auth.flow import FHIR, seed
-from tests.operations.gap_measure import HBA1C, LOINC, MEASURE_URL, content, patient
+from tests.operations.gap_measure import ELM, HBA1C, LOINC, MEASURE_URL, content, patient
 
 ATR = "http://hl7.org/fhir/us/davinci-atr/StructureDefinition/"
 PERIOD = {"periodStart": "2026-01-01", "periodEnd": "2026-12-31"}
@@ -148,3 +152,28 @@ async def test_the_evaluation_sees_only_what_the_caller_may_read(world: FastAPI)
         assert blind.status_code == 200 and counts(blind.json())["initial-population"] == 0  # no Encounters
     async with await token_client(world, "system/Patient.rs") as fhir:
         assert (await fhir.get(EVALUATE, params=PERIOD)).status_code == 403
+
+
+def broken_library(elm: dict) -> dict:
+    library = next(r for r in content() if r["resourceType"] == "Library")
+    return {**library, "content": [{"contentType": "application/elm+json",
+                                    "data": base64.b64encode(orjson.dumps(elm)).decode()}]}
+
+
+async def test_measure_content_the_engine_cannot_use_is_a_422(world: FastAPI, client: httpx.AsyncClient) -> None:
+    unknown_node = copy.deepcopy(ELM)
+    unknown_node["library"]["statements"]["def"][1]["expression"] = {"type": "Teleport", "locator": "12:3-12:9"}
+    for library, words in [
+        (broken_library(unknown_node), ["Teleport", "12:3"]),
+        ({**broken_library(ELM), "content": [{"contentType": "text/cql", "data": "bGlicmFyeQ=="}]}, ["ELM"]),
+        (broken_library({"library": {"identifier": {"id": "GapTest", "version": "1.0.0"},
+                                     "statements": {"def": "not a list"}}}), ["Measure/gap-test"]),
+    ]:
+        assert (await client.put("Library/gap-test-library", json=library)).status_code == 200
+        answer = await client.get(EVALUATE, params={**PERIOD, "subject": "Patient/gap"})
+        assert answer.status_code == 422, answer.text
+        diagnostics = answer.json()["issue"][0]["diagnostics"]
+        assert all(word in diagnostics for word in words), diagnostics
+    assert (await client.delete("Library/gap-test-library")).status_code in (200, 204)
+    missing = await client.get(EVALUATE, params={**PERIOD, "subject": "Patient/gap"})
+    assert missing.status_code == 422 and "Library" in missing.json()["issue"][0]["diagnostics"]
