@@ -14,6 +14,7 @@ unavailable: a retrieve that needs it fails with a message naming it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,7 +84,8 @@ class MeasureRepository:
         resources = [measure, *(library for library, _ in libraries)]
         resources += await self._valuesets([elm for _, elm in libraries])
         try:
-            evaluator = MeasureEvaluator(MeasureBundle.from_resources(resources))
+            # compiling takes up to seconds: in a worker thread, so the server goes on answering meanwhile
+            evaluator = await asyncio.to_thread(lambda: MeasureEvaluator(MeasureBundle.from_resources(resources)))
         except (MeasureBundleError, MeasureDefinitionError, CqlError, ValueError) as error:
             raise FhirError(422, [Issue("processing", f"Measure/{version.id} cannot be evaluated: {error}")]) from None
         except Exception as error:  # content the engine trips on is still the client's content: a 422
