@@ -26,6 +26,7 @@ from fhirlead.interaction.patch import patch_document
 from fhirlead.numbers import ascii_int
 from fhirlead.patch import json_patch
 from fhirlead.search.query import Chain, Clause, Compartment, Has, SearchQuery
+from fhirlead.search.types.reference import split_reference
 from fhirlead.storage.port import ResourceVersion
 
 PATIENT = "Patient"
@@ -139,6 +140,12 @@ class Policy:
         if any(f.unrestricted for f in filters):
             return True
         type_ = resource.get("resourceType", "")
+        if type_ == "Group" and not any(f.query for f in filters):
+            # a 100,000-member attribution list: its patients straight from member.entity (the compartment's
+            # `member` parameter), not from its every index entry (seconds)
+            patients = _group_patients(resource)
+            return any((f.patient is None or f.patient in patients)
+                       and (f.care is None or not f.care.isdisjoint(patients)) for f in filters)
         entries = self._server.extractor.extract(resource)
         return any(self._passes(type_, resource.get("id"), entries, f) for f in filters)
 
@@ -315,6 +322,19 @@ def _member(type_: str, id_: Any, entries: Any, patient: str) -> bool:
     params = set(patient_compartment().get(type_, ()))
     return any(key in params and ref_type == PATIENT and ref_id == patient
                for key, ref_type, ref_id, _url, _version in entries.reference)
+
+
+def _group_patients(group: dict[str, Any]) -> set[str]:
+    """The ids of the Patients a Group's members are (as the `member` search parameter reads them)."""
+    found = set()
+    for member in group.get("member") or ():
+        entity = member.get("entity") if isinstance(member, dict) else None
+        text = entity.get("reference") if isinstance(entity, dict) else None
+        if isinstance(text, str):
+            type_, id_, _url = split_reference(text)
+            if type_ == PATIENT:
+                found.add(id_)
+    return found
 
 
 def _in_care(type_: str, id_: Any, entries: Any, care: frozenset[str]) -> bool:

@@ -93,3 +93,11 @@ async def test_an_admin_reaches_everyone(world: FastAPI) -> None:
     async with await client_for(world, "user/*.rs", admin=True) as fhir:
         patients = (await fhir.get("Patient?_count=100")).json()
         assert {e["resource"]["id"] for e in patients["entry"]} >= set(PATIENTS)
+
+
+async def test_a_practitioner_reads_the_lists_that_hold_a_patient_in_their_care(world: FastAPI) -> None:
+    async with await client_for(world, "user/*.rs") as fhir:
+        assert (await fhir.get("Group/final")).status_code == 200  # holds by-role and by-org
+        assert (await fhir.get("Group/draft")).status_code == 404  # holds only open-list, not in their care
+        found = (await fhir.get("Group?_count=10")).json()
+        assert [e["resource"]["id"] for e in found.get("entry", [])] == ["final"]
