@@ -143,3 +143,15 @@ async def test_a_pending_recheck_survives_a_restart(no_workers: FastAPI, setting
                 await asyncio.sleep(0.05)
                 job = await restarted.state.server.store.records.get(gap_tasks.JOB, "gap")
             assert not job.doc["pending"]
+
+
+async def test_a_failed_transaction_records_no_job(world: FastAPI, client: httpx.AsyncClient) -> None:
+    """The job commits with the data or not at all: a transaction that fails leaves neither."""
+    await client.post("Measure/$care-gaps", json=RECORD)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "PUT", "url": "Observation/gap-a1c"}, "resource": corrected(6.0)},
+        {"request": {"method": "PUT", "url": "Observation/gap-bp", "ifMatch": 'W/"99"'},  # fails after the first
+         "resource": next(r for r in patient("gap") if r["id"] == "gap-bp")}]}
+    assert (await client.post("", json=bundle)).status_code == 412
+    assert await world.state.server.store.records.get(gap_tasks.JOB, "gap") is None
+    assert (await client.get("Observation/gap-a1c")).json()["valueQuantity"]["value"] == 10.2
