@@ -177,3 +177,22 @@ async def test_measure_content_the_engine_cannot_use_is_a_422(world: FastAPI, cl
     assert (await client.delete("Library/gap-test-library")).status_code in (200, 204)
     missing = await client.get(EVALUATE, params={**PERIOD, "subject": "Patient/gap"})
     assert missing.status_code == 422 and "Library" in missing.json()["issue"][0]["diagnostics"]
+
+
+async def test_an_organizations_patients(world: FastAPI, client: httpx.AsyncClient) -> None:
+    """No final list names the organization or its roles: its patients are those it (or a role) is the
+    general practitioner of; once a final list attributes a patient to its role, the list decides."""
+    await seed(world, [{"resourceType": "Organization", "id": "clinic"},
+                       {"resourceType": "PractitionerRole", "id": "role", "active": True,
+                        "organization": {"reference": "Organization/clinic"}},
+                       *patient("by-org", 10.5, generalPractitioner=[{"reference": "Organization/clinic"}]),
+                       *patient("by-role", 5.0, generalPractitioner=[{"reference": "PractitionerRole/role"}])])
+    answer = await client.get(EVALUATE, params={**PERIOD, "subject": "Organization/clinic"})
+    assert counts(answer.json()) == {"initial-population": 2, "denominator": 2, "numerator": 1}
+    await seed(world, [{"resourceType": "Group", "id": "clinic-list", "type": "person", "actual": True,
+                        "extension": [{"url": ATR + "ext-attributionListStatus", "valueCode": "final"}],
+                        "member": [attributed("gap", "PractitionerRole/role")]}])
+    answer = await client.get(EVALUATE, params={**PERIOD, "subject": "Organization/clinic",
+                                                "reportType": "subject-list"})
+    lists = [c for c in answer.json()["contained"] if c["resourceType"] == "List"]
+    assert {e["item"]["reference"] for e in lists[0]["entry"]} == {"Patient/gap"}
