@@ -25,6 +25,7 @@ gap of an asked status gets no document. Nothing is stored: GET and POST alike c
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,15 +76,19 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
     now = datetime.now(UTC)
     documents: list[bytes] = []  # each written out as soon as its batch is evaluated
     open_gaps: list[tuple[str, CompiledMeasure]] = []
-    async for batch in live.evaluate_batches(data, evaluators, patients, measurement_period(*period),
-                                             keep_evaluated=True):
+    def write_out(batch: list[list[SubjectResult]]) -> None:
+        """A batch's documents, as bytes (in a worker thread: building reports is the costly part)."""
         for n in range(len(batch[0]) if batch else 0):
             per_measure = [(m, found[n]) for m, found in zip(measures, batch, strict=True)]
             document = gaps_document(call, per_measure, period, statuses, now, author, organization)
             if document is not None:
                 documents.append(fhirjson.dumps({"name": "return", "resource": document}))
             if record:
-                open_gaps += opened(per_measure, now)
+                open_gaps.extend(opened(per_measure, now))
+
+    async for batch in live.evaluate_batches(data, evaluators, patients, measurement_period(*period),
+                                             keep_evaluated=True):
+        await asyncio.to_thread(write_out, batch)
     if record:
         await record_tasks(call, open_gaps, period, practitioner, now)
     return FhirResponse(200, b'{"resourceType":"Parameters","parameter":[' + b",".join(documents) + b"]}")
