@@ -197,3 +197,26 @@ def test_query_over_a_null_source_is_null() -> None:
     assert run(query([("D", {"type": "Null"}), ("E", lst(lit(1)))], ret=build)) == []
     agg = {"identifier": "R", "starting": lit(0), "expression": op("Add", alias("R"), alias("D"))}
     assert run(query([("D", {"type": "Null"})], aggregate=agg)) == 0
+
+
+def test_model_info_type_names_in_is_and_as() -> None:
+    """Names the translator takes from the FHIR/QI-Core model infos rather than StructureDefinitions:
+    backbone types with capitalised segments, bound code types, QI-Core extension value types."""
+    from tests.cql.elm import dt
+
+    enc = {"resourceType": "Encounter", "id": "e", "status": "finished",
+           "diagnosis": [{"condition": {"reference": "Condition/c"}}]}
+    the_enc = {"type": "SingletonFrom", "operand": retrieve("Encounter")}
+    diagnosis = {"type": "First", "source": {"type": "Property", "path": "diagnosis", "source": the_enc}}
+    status = {"type": "Property", "path": "status", "source": the_enc}
+
+    def is_(operand: dict, name: str) -> dict:
+        return {"type": "Is", "operand": operand, "isType": FHIR + name}
+
+    assert run(is_(diagnosis, "Encounter.Diagnosis"), [enc]) is True
+    assert run(is_(diagnosis, "Encounter.Location"), [enc]) is False
+    assert run(is_(status, "EncounterStatus"), [enc]) is True
+    assert run(is_(status, "Encounter"), [enc]) is False
+    recorded = {"type": "As", "operand": dt(2026, 11, 1, 7, tz=0), "asType": FHIR + "NotDoneRecorded"}
+    assert run(recorded) is not None
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from fhirlead.cql import datetime as dt
@@ -41,6 +42,48 @@ _SYSTEM_CLASSES: dict[str, tuple[type, ...]] = {
 }
 
 
+# Types of the FHIR and QI-Core model infos that are not FHIR StructureDefinitions: QI-Core's element
+# types for extension values, and (below) the value-set-bound `code` types such as EncounterStatus.
+_MODEL_INFO_TYPES: dict[str, tuple[str, type | None]] = {
+    "NotDoneRecorded": ("dateTime", DateTime),  # qicore-recorded extension's value (a System.DateTime)
+    "DoNotPerformReason": ("CodeableConcept", None),
+    "NotDoneReason": ("CodeableConcept", None),
+    "SimpleQuantity": ("Quantity", None),
+    "MoneyQuantity": ("Quantity", None),
+}
+
+
+def _fhir_tester(name: str) -> Tester:
+    """`is FHIR.<name>`, for the names the translator takes from the FHIR and QI-Core model infos.
+
+    Backbone elements are named by path there with capitalised segments (`Encounter.Diagnosis` is
+    `Encounter.diagnosis`); bound code types (`EncounterStatus`, `ObservationStatus`...) are `code`s;
+    extension types (`USCoreRaceExtension`) are Extensions.
+    """
+    if "." in name:
+        root, *rest = name.split(".")
+        path = ".".join([root] + [seg[:1].lower() + seg[1:] for seg in rest])
+        return lambda v: is_fhir_type(v, path) or is_fhir_type(v, name)
+    if name in _fhir_type_names():
+        return lambda v: is_fhir_type(v, name)
+    alias = _MODEL_INFO_TYPES.get(name)
+    if alias is not None:
+        base, system_class = alias
+        if system_class is not None:
+            return lambda v: type(v) is system_class or is_fhir_type(v, base)
+        return lambda v: is_fhir_type(v, base)
+    if name.endswith("Extension"):
+        return lambda v: is_fhir_type(v, "Extension")
+    return lambda v: is_fhir_type(v, "code")
+
+
+@cache
+def _fhir_type_names() -> frozenset[str]:
+    from fhirlead.cql.model import _types
+
+    return frozenset(_types())
+
+
 def tester(key: Any) -> Tester:
     """A predicate for `value is <type>` from a compiler.type_key."""
     if isinstance(key, str):
@@ -55,7 +98,7 @@ def tester(key: Any) -> Tester:
                 return lambda v: type(v) is int
             return lambda v: type(v) in classes
         if ns == FHIR_NS:
-            return lambda v: is_fhir_type(v, name)
+            return _fhir_tester(name)
         raise CqlEvaluationError(f"unknown model namespace {ns}")
     kind = key[0]
     if kind == "List":
