@@ -10,7 +10,8 @@ Retrieve the measure's logic can reach, known once it is compiled):
   into the search too (`code=...`, in slices of CODE_SLICE), so a patient's hundreds of vital signs are
   not read for a measure that looks at HbA1c;
 - types outside the compartment (Medication, Practitioner, Location, ...): the resources of that type
-  the batch's own resources reference, by id (a [Medication] Retrieve joins the patient's requests);
+  the batch's own resources reference, by id, each given to the patients whose data references it (a
+  [Medication] Retrieve joins the patient's own requests);
 - the Patients themselves, by id.
 Each patient then gets an `InMemoryDataSource`, which applies every Retrieve's exact filters (value
 set membership, dates), profile-agnostic: EHR data rarely declares QI-Core profiles, and the published
@@ -119,19 +120,24 @@ class StoreData:
         ids = sorted(owned)
         if not ids:
             return {}
-        wanted: dict[str, set[str]] = defaultdict(set)  # type outside the compartment -> ids referenced
+        # a type outside the compartment -> id -> the patients whose resources reference it
+        wanted: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         outside = {p.type_ for p in self.plans if p.link is None}
         for type_plan in self.plans:
             if type_plan.link is None:
                 continue
             for resource in await self._batch(type_plan, ids):
-                for owner in _patients_referenced(resource, owned, outside, wanted):
+                owners, referenced = _references(resource, owned, outside)
+                for owner in owners:
                     owned[owner].append(resource)
-        shared: list[dict[str, Any]] = []
+                for type_, id_ in referenced:
+                    wanted[type_][id_] |= owners
         for type_, referenced in sorted(wanted.items()):
             query = SearchQuery((type_,), (Clause((IdMatch(tuple(sorted(referenced))),)),))
-            shared += await self._read(query)
-        return {id_: InMemoryDataSource(resources + shared, require_profile=False) for id_, resources in owned.items()}
+            for resource in await self._read(query):
+                for owner in referenced.get(str(resource.get("id")), ()):
+                    owned[owner].append(resource)  # only to the patients whose data points to it
+        return {id_: InMemoryDataSource(resources, require_profile=False) for id_, resources in owned.items()}
 
     async def _batch(self, type_plan: TypePlan, ids: Sequence[str]) -> list[dict[str, Any]]:
         patients = Clause(tuple(ReferenceMatch(type_plan.link or "", "Patient", id_) for id_ in ids))
@@ -161,11 +167,12 @@ def _slices(codes: Sequence[tuple[str | None, str]]) -> Iterator[Sequence[tuple[
         yield codes[start:start + CODE_SLICE]
 
 
-def _patients_referenced(resource: Any, patients: dict[str, Any], outside: set[str],
-                         wanted: dict[str, set[str]]) -> set[str]:
-    """The batch's patients `resource` references (anywhere in it); references to types outside the
-    compartment are noted in `wanted`."""
+def _references(resource: Any, patients: dict[str, Any], outside: set[str]
+                ) -> tuple[set[str], set[tuple[str, str]]]:
+    """The batch's patients `resource` references (anywhere in it), and its references to resources of
+    the types outside the compartment."""
     owners: set[str] = set()
+    referenced: set[tuple[str, str]] = set()
     stack = [resource]
     while stack:
         node = stack.pop()
@@ -177,9 +184,9 @@ def _patients_referenced(resource: Any, patients: dict[str, Any], outside: set[s
                 if type_ == "Patient" and id_ in patients:
                     owners.add(id_)
                 elif type_ in outside and id_:
-                    wanted[type_].add(id_)
+                    referenced.add((type_, id_))
             stack.extend(v for v in node.values() if isinstance(v, dict | list))
         elif isinstance(node, list):
             stack.extend(v for v in node if isinstance(v, dict | list))
-    return owners
+    return owners, referenced
 
