@@ -11,6 +11,7 @@ from typing import Any
 
 CQFM = "http://hl7.org/fhir/us/cqfmeasures/StructureDefinition/"
 POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
+IMPROVEMENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
 
 POPULATION_CODES = (
     "initial-population",
@@ -109,11 +110,36 @@ class MeasureDefinition:
         return list(dict.fromkeys(names))
 
 
+R5_BACKPORT = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Measure."
+# R5 elements carried into R4 by cross-version extensions, next to their CQFM equivalents.
+_R5_EQUIVALENT = {
+    "cqfm-scoring": ("group.scoring", "scoring"),
+    "cqfm-populationBasis": ("group.basis", "basis"),
+    "cqfm-improvementNotation": ("group.improvementNotation", "improvementNotation"),
+    "cqfm-criteriaReference": ("group.population.inputPopulationId",),
+    "cqfm-aggregateMethod": ("group.population.aggregateMethod",),
+}
+
+
 def _ext(resource: dict[str, Any], name: str) -> dict[str, Any] | None:
+    urls = {CQFM + name} | {R5_BACKPORT + tail for tail in _R5_EQUIVALENT.get(name, ())}
     for e in resource.get("extension") or ():
-        if e.get("url") == CQFM + name:
+        if e.get("url") in urls:
             return e
     return None
+
+
+def _concept(value: Any) -> dict[str, Any] | None:
+    """A CodeableConcept, also from the plain code older content gives (e.g. improvementNotation)."""
+    if isinstance(value, str):
+        return {"coding": [{"system": IMPROVEMENT_SYSTEM, "code": value}]}
+    return value if isinstance(value, dict) else None
+
+
+def _ext_code(e: dict[str, Any] | None) -> str | None:
+    if not e:
+        return None
+    return e.get("valueCode") or _coding_code(e.get("valueCodeableConcept")) or e.get("valueString")
 
 
 def _coding_code(cc: dict[str, Any] | None) -> str | None:
@@ -143,21 +169,17 @@ def _defined(criteria: dict[str, Any] | None) -> bool:
 
 
 def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
-    measure_scoring = _coding_code(measure.get("scoring"))
-    measure_basis = None
-    ext = _ext(measure, "cqfm-populationBasis")
-    if ext:
-        measure_basis = ext.get("valueCode")
+    measure_scoring = _coding_code(measure.get("scoring")) or _ext_code(_ext(measure, "cqfm-scoring"))
+    measure_basis = _ext_code(_ext(measure, "cqfm-populationBasis"))
     groups = []
     for gi, g in enumerate(measure.get("group") or ()):
-        scoring_ext = _ext(g, "cqfm-scoring")
-        scoring = _coding_code(scoring_ext.get("valueCodeableConcept")) if scoring_ext else measure_scoring
+        scoring = _ext_code(_ext(g, "cqfm-scoring")) or measure_scoring
         if scoring not in SCORINGS:
             raise MeasureDefinitionError(f"group {g.get('id', gi)}: unsupported scoring {scoring!r}")
-        basis_ext = _ext(g, "cqfm-populationBasis")
-        basis = (basis_ext or {}).get("valueCode") or measure_basis or "boolean"
+        basis = _ext_code(_ext(g, "cqfm-populationBasis")) or measure_basis or "boolean"
         notation_ext = _ext(g, "cqfm-improvementNotation")
-        notation = (notation_ext or {}).get("valueCodeableConcept") or measure.get("improvementNotation")
+        notation = _concept((notation_ext or {}).get("valueCodeableConcept") or (notation_ext or {}).get("valueCode"))
+        notation = notation or _concept(measure.get("improvementNotation"))
         pops = []
         for p in g.get("population") or ():
             if not _defined(p.get("criteria")):
@@ -172,8 +194,8 @@ def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
                     p.get("id"),
                     code,
                     _expression(p.get("criteria"), f"population {code}"),
-                    (ref or {}).get("valueString"),
-                    (agg or {}).get("valueCode"),
+                    (ref or {}).get("valueString") or (ref or {}).get("valueId"),
+                    _ext_code(agg),
                     p.get("code"),
                 )
             )

@@ -124,3 +124,26 @@ def test_episode_based_stratifier_listing_its_episodes() -> None:
     # e1, e3 (p1) and e4 (p2) are finished, e2 is not; e3 is excluded
     assert counts["true"] == {"ip": 3, "mp": 3, "mpx": 1, "obs": 2}
     assert counts["false"] == {"ip": 1, "mp": 0, "mpx": 0, "obs": 0}
+
+
+def test_r5_cross_version_extensions_and_plain_improvement_notation() -> None:
+    """R5 `group.scoring`/`group.basis`/`group.improvementNotation` carried in R4 by the cross-version
+    extensions, and an improvementNotation given as a plain code by older content."""
+    r5 = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Measure."
+    measure = {
+        "improvementNotation": "decrease",
+        "group": [
+            {
+                "extension": [
+                    {"url": r5 + "group.scoring", "valueCodeableConcept": {"coding": [{"code": "ratio"}]}},
+                    {"url": r5 + "group.basis", "valueCode": "Encounter"},
+                ],
+                "population": [_pop("initial-population", "IP")],
+            }
+        ],
+    }
+    g = parse_measure(measure).groups[0]
+    assert (g.scoring, g.basis) == ("ratio", "Encounter")
+    assert g.improvement_notation == {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation", "code": "decrease"}]
+    }
