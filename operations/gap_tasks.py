@@ -19,8 +19,9 @@ A completed or cancelled Task whose gap is open again is set back to requested (
   that have open gap Tasks, and completes each Task whose gap closed (`status` completed, `businessStatus`
   closed-gap, `output` the resources the evaluation used as evidence), in one unit of work with the OPEN
   record's update. Then the job is marked done if nothing new arrived meanwhile (compare-and-set on its
-  revision; else it runs again). A stop at any point leaves the job pending: it runs again, and a Task
-  already completed is left as it is, so nothing is lost or counted twice.
+  revision, and expired at once so the list of jobs stays short; else it runs again). A stop at any
+  point leaves the job pending: it runs again, and a Task already completed is left as it is, so
+  nothing is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -150,8 +151,10 @@ class GapRecheckWorker:
 
     async def start(self) -> None:
         store = self.server.store
-        if hasattr(store, "committed"):
-            store.committed.append(lambda _: self.wake.set())
+        if hasattr(store, "committed"):  # wake at once after a commit that may have recorded a job
+            compartment = patient_compartment()
+            store.committed.append(lambda written: self.wake.set() if any(
+                w.type_ in compartment and w.type_ not in NOT_EVIDENCE for w in written) else None)
         self.task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
@@ -195,7 +198,9 @@ class GapRecheckWorker:
             try:
                 await recheck(self.server, job.key)
                 with contextlib.suppress(RecordConflict):  # new data meanwhile: it runs again
-                    await records.put(JOB, job.key, {"pending": False}, expected_rev=job.rev)
+                    # done: expired at once, so the list of jobs holds only pending ones (a later job for the
+                    # patient writes the record live again; the auth service purges expired records)
+                    await records.put(JOB, job.key, {"pending": False}, expected_rev=job.rev, expires=time.time())
                 done += 1
             finally:
                 await records.delete(LEASE, job.key)
