@@ -77,6 +77,13 @@ def elm_from_library_resource(resource: dict[str, Any]) -> ElmLibrary | None:
     return None
 
 
+def _version_key(version: str | None) -> tuple[tuple[int, int | str], ...]:
+    """A sort key for library versions: dotted segments, numeric ones compared as numbers."""
+    if version is None:
+        return ()
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in version.split("."))
+
+
 class LibrarySet:
     """Libraries available for include resolution, keyed by (name, version)."""
 
@@ -98,8 +105,14 @@ class LibrarySet:
         if lib is not None:
             return lib
         candidates = self._by_name.get(name, [])
-        if version is None and len(candidates) == 1:
-            return candidates[0]
+        if version is None and candidates:
+            # An include without a version takes the newest version available.
+            return max(candidates, key=lambda c: _version_key(c.version))
+        if version is not None:
+            # '4.0.1' and '4.0.001' name the same version (numeric segments compare as numbers).
+            same = [c for c in candidates if _version_key(c.version) == _version_key(version)]
+            if len(same) == 1:
+                return same[0]
         have = ", ".join(f"{c.name} {c.version}" for c in candidates) or "none"
         raise ElmLoadError(f"library {name} version {version} is not available (have: {have})")
 

@@ -220,3 +220,15 @@ def test_model_info_type_names_in_is_and_as() -> None:
     recorded = {"type": "As", "operand": dt(2026, 11, 1, 7, tz=0), "asType": FHIR + "NotDoneRecorded"}
     assert run(recorded) is not None
 
+
+
+def test_includes_without_version_take_the_newest_and_numeric_versions_match() -> None:
+    from fhirlead.cql.library import ElmLibrary, LibrarySet
+
+    def lib(version: str) -> ElmLibrary:
+        return ElmLibrary(library({"V": lit(version)}, name="Helpers", version=version))
+
+    libs = LibrarySet([lib("1.10.0"), lib("1.9.0"), lib("1.2.000")])
+    assert libs.resolve("Helpers", None).version == "1.10.0"
+    assert libs.resolve("Helpers", "1.2.0").version == "1.2.000"
+    assert libs.resolve("Helpers", "1.9.0").version == "1.9.0"
