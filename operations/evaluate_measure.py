@@ -14,6 +14,7 @@ read access to Measures; the evaluation sees only the data the caller's token ma
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ async def evaluate_measure(call: OperationCall) -> FhirResponse:
                                     keep_evaluated=report_type == "subject")
     if report_type == "subject" and not results:
         raise not_found(f"{subject} is not known")
-    report = build_report(evaluator.definition, results, period, individual=report_type == "subject")
+    # a population's report adds up thousands of results: in a worker thread, off the event loop
+    report = await asyncio.to_thread(build_report, evaluator.definition, results, period,
+                                     individual=report_type == "subject")
     if report_type == "subject-list":
         add_subject_lists(report, results)
     return FhirResponse(200, report)
