@@ -78,6 +78,9 @@ async def test_open_gaps_become_tasks_once(world: FastAPI, client: httpx.AsyncCl
     assert again.status_code == 200
     assert sorted(t["id"] for t in await gap_tasks_of(client)) == sorted(t["id"] for t in tasks.values())
     assert all(t["meta"]["versionId"] == "1" for t in await gap_tasks_of(client))
+    worklist = (await client.get("Task", params={"code": "http://terminology.hl7.org/CodeSystem/v3-ActCode|CAREGAP",
+                                                 "status": "requested", "owner": "Practitioner/dr-gp"})).json()
+    assert {e["resource"]["for"]["reference"] for e in worklist["entry"]} == {"Patient/gap", "Patient/other-gap"}
 
 
 async def test_new_evidence_completes_the_task(world: FastAPI, client: httpx.AsyncClient) -> None:
