@@ -157,3 +157,14 @@ async def test_a_failed_transaction_records_no_job(world: FastAPI, client: httpx
     assert (await client.post("", json=bundle)).status_code == 412
     assert await world.state.server.store.records.get(gap_tasks.JOB, "gap") is None
     assert (await client.get("Observation/gap-a1c")).json()["valueQuantity"]["value"] == 10.2
+
+
+async def test_without_a_practitioner_the_care_team_or_the_gp_owns_the_task(world: FastAPI,
+                                                                            client: httpx.AsyncClient) -> None:
+    for patient_id in ("gap", "other-gap"):
+        parameters = [p for p in RECORD["parameter"] if p["name"] != "practitioner"]
+        parameters.append({"name": "subject", "valueString": f"Patient/{patient_id}"})
+        answer = await client.post("Measure/$care-gaps", json={"resourceType": "Parameters", "parameter": parameters})
+        assert answer.status_code == 200, answer.text
+    owners = {t["for"]["reference"]: t["owner"]["reference"] for t in await gap_tasks_of(client)}
+    assert owners == {"Patient/gap": "CareTeam/team-gap", "Patient/other-gap": "Practitioner/dr-gp"}
