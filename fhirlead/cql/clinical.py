@@ -84,6 +84,25 @@ class CodeSystem:
         return f"CodeSystem({self.id!r})"
 
 
+# The same code system under its canonical URI and its HL7-registered OID (CodeSystem.identifier):
+# value set expansions from VSAC may name either, and so may data.
+_SYSTEM_ALIASES_ONE_WAY = {
+    "http://loinc.org": "urn:oid:2.16.840.1.113883.6.1",
+    "http://snomed.info/sct": "urn:oid:2.16.840.1.113883.6.96",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "urn:oid:2.16.840.1.113883.6.88",
+    "http://hl7.org/fhir/sid/icd-10-cm": "urn:oid:2.16.840.1.113883.6.90",
+    "http://hl7.org/fhir/sid/icd-9-cm": "urn:oid:2.16.840.1.113883.6.103",
+    "http://www.cms.gov/Medicare/Coding/ICD10": "urn:oid:2.16.840.1.113883.6.4",
+    "http://www.ama-assn.org/go/cpt": "urn:oid:2.16.840.1.113883.6.12",
+    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets": "urn:oid:2.16.840.1.113883.6.285",
+    "http://hl7.org/fhir/sid/cvx": "urn:oid:2.16.840.1.113883.12.292",
+    "https://nahdo.org/sopt": "urn:oid:2.16.840.1.113883.3.221.5",
+    "http://unitsofmeasure.org": "urn:oid:2.16.840.1.113883.6.8",
+    "http://nucc.org/provider-taxonomy": "urn:oid:2.16.840.1.113883.6.101",
+}
+SYSTEM_ALIASES = {**_SYSTEM_ALIASES_ONE_WAY, **{v: k for k, v in _SYSTEM_ALIASES_ONE_WAY.items()}}
+
+
 class ValueSet:
     """A value set with its expansion as a hash set of (system, code) pairs.
 
@@ -128,6 +147,11 @@ class ValueSet:
     def contains(self, system: str | None, code: str | None) -> bool:
         if (system, code) in self.members:
             return True
+        alias = SYSTEM_ALIASES.get(system) if system is not None else None
+        if alias is not None and (alias, code) in self.members:
+            return True  # the code system named by its other identifier (URI or OID)
+        if alias is not None and system not in self.whole_systems and alias in self.whole_systems:
+            system = alias
         if system not in self.whole_systems or code is None or (system, code) in self.excluded:
             return False
         for ex_system, prefix, itself in self.excluded_prefixes:

@@ -232,3 +232,21 @@ def test_includes_without_version_take_the_newest_and_numeric_versions_match() -
     assert libs.resolve("Helpers", None).version == "1.10.0"
     assert libs.resolve("Helpers", "1.2.0").version == "1.2.000"
     assert libs.resolve("Helpers", "1.9.0").version == "1.9.0"
+
+
+def test_value_set_membership_across_a_code_systems_uri_and_oid() -> None:
+    """VSAC expansions may name a code system by its OID (Source of Payment Typology as
+    urn:oid:2.16.840.1.113883.3.221.5) where data uses its URI (https://nahdo.org/sopt), or the reverse."""
+    from fhirlead.cql.clinical import Code
+    from fhirlead.cql.terminology import Terminology
+
+    vs = {"resourceType": "ValueSet", "url": "urn:medicare", "expansion": {"contains": [
+        {"system": "urn:oid:2.16.840.1.113883.3.221.5", "code": "1"},
+        {"system": "http://loinc.org", "code": "21112-8"},
+    ]}}
+    medicare = Terminology([vs]).valueset("urn:medicare")
+    assert medicare.contains_code(Code("1", "https://nahdo.org/sopt"))
+    assert medicare.contains_code(Code("1", "urn:oid:2.16.840.1.113883.3.221.5"))
+    assert medicare.contains_code(Code("21112-8", "urn:oid:2.16.840.1.113883.6.1"))
+    assert not medicare.contains_code(Code("2", "https://nahdo.org/sopt"))
+    assert not medicare.contains_code(Code("1", "http://snomed.info/sct"))
