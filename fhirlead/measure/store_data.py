@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from fhirlead import fhirjson
-from fhirlead.cql.clinical import ValueSet
+from fhirlead.cql.clinical import SYSTEM_ALIASES, ValueSet
 from fhirlead.cql.retrieve import DataRequirement, InMemoryDataSource
 from fhirlead.definitions import patient_compartment
 from fhirlead.search.query import Clause, IdMatch, ReferenceMatch, SearchQuery, TokenMatch
@@ -36,7 +36,7 @@ from fhirlead.storage.port import Store
 
 BATCH = 100  # patients per batch: one search per type names them all (well under SQLite's compound limits)
 CODE_SLICE = 150  # codes per search when codes are pushed into the search
-MAX_PUSHED_CODES = 600  # beyond this, reading the type unfiltered and filtering in memory is cheaper
+MAX_PUSHED_CODES = 1200  # (with systems' URI/OID aliases) beyond this, reading unfiltered and filtering is cheaper
 PAGE = 1000
 LINK_PREFERENCE = ("patient", "subject", "beneficiary")
 
@@ -86,6 +86,8 @@ def _pushable(type_: str, requirements: list[DataRequirement], search: Any) -> t
             codes |= {(c.system, c.code) for c in filter_ or () if c.code}
         else:  # a literal code with letters: CQL's code equivalence ignores case, a token search does not
             return None, ()
+    # value set membership takes a code system by its URI or its OID (cql.clinical.SYSTEM_ALIASES): so does the search
+    codes |= {(SYSTEM_ALIASES[system], code) for system, code in codes if system in SYSTEM_ALIASES}
     if token is None or len(codes) > MAX_PUSHED_CODES or not codes:
         return None, ()
     return token, tuple(sorted(codes, key=lambda c: (c[0] or "", c[1])))

@@ -19,9 +19,9 @@ def request(id_: str, patient: str, medication: str) -> dict:
             "subject": {"reference": f"Patient/{patient}"}, "medicationReference": {"reference": medication}}
 
 
-def observation(id_: str, patient: str, code: str) -> dict:
+def observation(id_: str, patient: str, code: str, system: str = LOINC) -> dict:
     return {"resourceType": "Observation", "id": id_, "status": "final", "subject": {"reference": f"Patient/{patient}"},
-            "code": {"coding": [{"system": LOINC, "code": code}]}}
+            "code": {"coding": [{"system": system, "code": code}]}}
 
 
 async def test_a_batch_holds_each_patients_own_data(app: FastAPI) -> None:
@@ -30,7 +30,8 @@ async def test_a_batch_holds_each_patients_own_data(app: FastAPI) -> None:
                      {"resourceType": "Medication", "id": "m-nobody"},
                      request("rx-a", "a", "Medication/m-a"), request("rx-b", "b", "Medication/m-b"),
                      observation("a1c-a", "a", "4548-4"), observation("bp-a", "a", "85354-9"),
-                     observation("a1c-b", "b", "4548-4")])
+                     observation("a1c-b", "b", "4548-4"),
+                     observation("a1c-oid-b", "b", "4548-4", "urn:oid:2.16.840.1.113883.6.1")])  # LOINC by its OID
     server = app.state.server
     a1c = ValueSet("http://example.org/vs/a1c", codes=[Code("4548-4", LOINC)])
     requirements = [DataRequirement("MedicationRequest"), DataRequirement("Medication"),
@@ -40,4 +41,5 @@ async def test_a_batch_holds_each_patients_own_data(app: FastAPI) -> None:
     held = {patient: sorted(f"{t}/{r['id']}" for t, rs in source.by_type.items() for r in rs)
             for patient, source in sources.items()}
     assert held["a"] == ["Medication/m-a", "MedicationRequest/rx-a", "Observation/a1c-a", "Patient/a"]
-    assert held["b"] == ["Medication/m-b", "MedicationRequest/rx-b", "Observation/a1c-b", "Patient/b"]
+    assert held["b"] == ["Medication/m-b", "MedicationRequest/rx-b", "Observation/a1c-b", "Observation/a1c-oid-b",
+                         "Patient/b"]
