@@ -136,6 +136,18 @@ def _concept(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+_AGGREGATE_METHODS = {"minimum": "min", "maximum": "max", "avg": "average", "mean": "average"}
+
+
+def _aggregate_method(e: dict[str, Any] | None) -> str | None:
+    """cqfm-aggregateMethod, also as MADiE writes it (valueString "Sum", "Count", "Average")."""
+    code = _ext_code(e)
+    if code is None:
+        return None
+    code = code.strip().lower()
+    return _AGGREGATE_METHODS.get(code, code)
+
+
 def _ext_code(e: dict[str, Any] | None) -> str | None:
     if not e:
         return None
@@ -195,7 +207,7 @@ def parse_measure(measure: dict[str, Any]) -> MeasureDefinition:
                     code,
                     _expression(p.get("criteria"), f"population {code}"),
                     (ref or {}).get("valueString") or (ref or {}).get("valueId"),
-                    _ext_code(agg),
+                    _aggregate_method(agg),
                     p.get("code"),
                 )
             )

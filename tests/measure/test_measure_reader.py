@@ -147,3 +147,19 @@ def test_r5_cross_version_extensions_and_plain_improvement_notation() -> None:
     assert g.improvement_notation == {
         "coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-improvement-notation", "code": "decrease"}]
     }
+
+
+def test_aggregate_method_as_madie_writes_it() -> None:
+    def observation(**value: str) -> dict:
+        pop = _pop("measure-observation", "Length")
+        pop["extension"] = [{"url": CQFM + "cqfm-aggregateMethod", **value}]
+        return pop
+
+    measure = {
+        "scoring": {"coding": [{"code": "continuous-variable"}]},
+        "group": [{"population": [_pop("initial-population", "IP"), _pop("measure-population", "MP"),
+                                  observation(valueString="Sum"), observation(valueString="Average"),
+                                  observation(valueCode="maximum"), observation(valueCode="median")]}],
+    }
+    methods = [p.aggregate_method for p in parse_measure(measure).groups[0].populations[2:]]
+    assert methods == ["sum", "average", "max", "median"]
