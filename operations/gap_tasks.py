@@ -17,7 +17,8 @@ A completed or cancelled Task whose gap is open again is set back to requested (
 - The worker (in every `fhirlead serve`) takes pending jobs under a lease (kind LEASE, LEASE_SECONDS; a
   job whose holder died is taken by another process after that), re-evaluates the patient's measures
   that have open gap Tasks, and completes each Task whose gap closed (`status` completed, `businessStatus`
-  closed-gap, `output` the resources the evaluation used as evidence), in one unit of work with the OPEN
+  closed-gap, or not-applicable when the patient left the denominator, e.g. an exclusion was recorded;
+  `output` the resources the evaluation used as evidence), in one unit of work with the OPEN
   record's update. Then the job is marked done if nothing new arrived meanwhile (compare-and-set on its
   revision, and expired at once so the list of jobs stays short; else it runs again). A stop at any
   point leaves the job pending: it runs again, and a Task already completed is left as it is, so
@@ -213,35 +214,36 @@ async def recheck(server: Server, patient_id: str) -> None:
     tasks = [fhirjson.loads(v.body or b"{}") for v in await all_matches(
         server.store, server.search, "Task", [("subject", patient), ("identifier", f"{GAP_SYSTEM}|")])]
     tasks = [t for t in tasks if t.get("status") in OPEN_STATUSES]
-    closed: list[tuple[dict[str, Any], list[str]]] = []
+    closed: list[tuple[dict[str, Any], str, list[str]]] = []  # (task, its gap's status now, evidence)
     for task in tasks:
         period = (task["restriction"]["period"]["start"], task["restriction"]["period"]["end"])
         try:
             compiled = await measures_of(server).by_id(task["focus"]["reference"].partition("/")[2])
+            data = live.store_data(server.store, server.search, [compiled.evaluator])
+            [results] = await live.evaluate(data, [compiled.evaluator], [patient_id], measurement_period(*period),
+                                            keep_evaluated=True)
         except FhirError:
-            continue  # the Measure is gone: the Task stays for a person to decide
-        data = live.store_data(server.store, server.search, [compiled.evaluator])
-        [results] = await live.evaluate(data, [compiled.evaluator], [patient_id], measurement_period(*period),
-                                        keep_evaluated=True)
+            continue  # the Measure is gone or cannot be evaluated: the Task stays for a person to decide
         if not results:
             continue
         result = results[0]
         groups = compiled.evaluator.definition.groups
         today = datetime.now(UTC).date().isoformat()
-        if all(gap_status(g, result.groups[i], today) in ("closed-gap", "not-applicable")
-               for i, g in enumerate(groups)):
-            closed.append((task, [key for key in result.evaluated if key != patient]))
+        statuses = {gap_status(g, result.groups[i], today) for i, g in enumerate(groups)}
+        if statuses <= {"closed-gap", "not-applicable"}:
+            status = "closed-gap" if "closed-gap" in statuses else "not-applicable"
+            closed.append((task, status, [key for key in result.evaluated if key != patient]))
     remaining = len(tasks) - len(closed)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     async with server.store.unit_of_work() as uow:
-        for task, evidence in closed:
+        for task, status, evidence in closed:
             current = await uow.read("Task", task["id"])
             if current is None or current.body is None:
                 continue
             task = fhirjson.loads(current.body)
             if task.get("status") not in OPEN_STATUSES:
                 continue
-            task.update(status="completed", businessStatus={"text": "closed-gap"}, lastModified=stamp,
+            task.update(status="completed", businessStatus={"text": status}, lastModified=stamp,
                         output=[{"type": {"text": "evidence"}, "valueReference": {"reference": key}}
                                 for key in evidence] or [{"type": {"text": "evidence"}, "valueString": "none"}])
             try:
