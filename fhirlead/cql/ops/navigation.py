@@ -11,6 +11,7 @@ have one, so nested iterations stay apart.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -72,9 +73,11 @@ def _as_list(v: Any) -> list[Any] | None:
     return v if type(v) is list else [v]
 
 
-@handles("Filter")
-def filter_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
-    src, cond, scope = _iterate(node, lc, "condition")
+def _scoped(node: dict[str, Any], lc: LibraryCompiler, body_attr: str,
+            run: Callable[[Any, list[Any], Fn, str | None], list[Any]]) -> Fn:
+    """Filter, ForEach and Repeat: `run(ctx, items, body, scope)` over the source's items (null stays
+    null), with `$this`, `$index` and the scope's alias bound per item and restored afterwards."""
+    src, body, scope = _iterate(node, lc, body_attr)
     names = _names(scope)
 
     def f(ctx: Any) -> list[Any] | None:
@@ -83,69 +86,57 @@ def filter_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
             return None
         bound = _Bound(ctx.frame, names)
         try:
-            out = []
-            for i, x in enumerate(items):
-                _bind(ctx.frame, scope, x, i)
-                if cond(ctx) is True:
-                    out.append(x)
-            return out
+            return run(ctx, items, body, scope)
         finally:
             bound.restore()
 
     return f
+
+
+@handles("Filter")
+def filter_(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
+    def run(ctx: Any, items: list[Any], cond: Fn, scope: str | None) -> list[Any]:
+        out = []
+        for i, x in enumerate(items):
+            _bind(ctx.frame, scope, x, i)
+            if cond(ctx) is True:
+                out.append(x)
+        return out
+
+    return _scoped(node, lc, "condition", run)
 
 
 @handles("ForEach")
 def for_each(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
-    src, element, scope = _iterate(node, lc, "element")
-    names = _names(scope)
+    def run(ctx: Any, items: list[Any], element: Fn, scope: str | None) -> list[Any]:
+        out = []
+        for i, x in enumerate(items):
+            _bind(ctx.frame, scope, x, i)
+            out.append(element(ctx))
+        return out
 
-    def f(ctx: Any) -> list[Any] | None:
-        items = _as_list(src(ctx))
-        if items is None:
-            return None
-        bound = _Bound(ctx.frame, names)
-        try:
-            out = []
-            for i, x in enumerate(items):
-                _bind(ctx.frame, scope, x, i)
-                out.append(element(ctx))
-            return out
-        finally:
-            bound.restore()
-
-    return f
+    return _scoped(node, lc, "element", run)
 
 
 @handles("Repeat")
 def repeat(node: dict[str, Any], lc: LibraryCompiler) -> Fn:
     """Apply `element` to the source, then to what it produced, until nothing new appears."""
-    src, element, scope = _iterate(node, lc, "element")
-    names = _names(scope)
 
-    def f(ctx: Any) -> list[Any] | None:
-        items = _as_list(src(ctx))
-        if items is None:
-            return None
-        bound = _Bound(ctx.frame, names)
-        try:
-            out: list[Any] = []
-            todo = list(items)
-            while todo:
-                produced = []
-                for i, x in enumerate(todo):
-                    _bind(ctx.frame, scope, x, i)
-                    v = element(ctx)
-                    for y in _as_list(v) or ():
-                        if y is not None and not any(cmp.equal(y, z) is True for z in out):
-                            out.append(y)
-                            produced.append(y)
-                todo = produced
-            return out
-        finally:
-            bound.restore()
+    def run(ctx: Any, items: list[Any], element: Fn, scope: str | None) -> list[Any]:
+        out: list[Any] = []
+        todo = list(items)
+        while todo:
+            produced = []
+            for i, x in enumerate(todo):
+                _bind(ctx.frame, scope, x, i)
+                for y in _as_list(element(ctx)) or ():
+                    if y is not None and not any(cmp.equal(y, z) is True for z in out):
+                        out.append(y)
+                        produced.append(y)
+            todo = produced
+        return out
 
-    return f
+    return _scoped(node, lc, "element", run)
 
 
 def _lookup(kind: str, what: str) -> Any:
