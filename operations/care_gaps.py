@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,10 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
     organization, practitioner = params.one("organization"), params.one("practitioner")
     author = organization or practitioner
     now = datetime.now(UTC)
-    documents: list[bytes] = []  # each written out as soon as its batch is evaluated
-    open_gaps: list[tuple[str, CompiledMeasure]] = []
-    def write_out(batch: list[list[SubjectResult]]) -> None:
-        """A batch's documents, as bytes (in a worker thread: building reports is the costly part)."""
+
+    def documents_of(batch: list[list[SubjectResult]]) -> tuple[list[bytes], list[tuple[str, CompiledMeasure]]]:
+        """A batch's documents as bytes, and its open gaps (in a worker thread: reports are the costly part)."""
+        documents, open_gaps = [], []
         for n in range(len(batch[0]) if batch else 0):
             per_measure = [(m, found[n]) for m, found in zip(measures, batch, strict=True)]
             document = gaps_document(call, per_measure, period, statuses, now, author, organization)
@@ -85,13 +86,33 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
                 documents.append(fhirjson.dumps({"name": "return", "resource": document}))
             if record:
                 open_gaps.extend(opened(per_measure, now))
+        return documents, open_gaps
 
-    async for batch in live.evaluate_batches(data, evaluators, patients, measurement_period(*period),
-                                             keep_evaluated=True):
-        await asyncio.to_thread(write_out, batch)
-    if record:
-        await record_tasks(call, open_gaps, period, practitioner, now)
-    return FhirResponse(200, b'{"resourceType":"Parameters","parameter":[' + b",".join(documents) + b"]}")
+    async def answer(batch: list[list[SubjectResult]]) -> list[bytes]:
+        documents, open_gaps = await asyncio.to_thread(documents_of, batch)
+        if open_gaps:  # recorded batch by batch: a Task is keyed by patient, measure and period, so a call
+            await record_tasks(call, open_gaps, period, practitioner, now)  # cut short and repeated adds none twice
+        return documents
+
+    batches = live.evaluate_batches(data, evaluators, patients, measurement_period(*period), keep_evaluated=True)
+    # the first batch is answered before the status is sent, so a measure that fails on it is a clean error
+    first = await answer(batch) if (batch := await anext(batches, None)) is not None else []
+
+    async def stream() -> AsyncIterator[bytes]:
+        """The Parameters, a batch's documents at a time: the answer for a whole panel is never held."""
+        yield b'{"resourceType":"Parameters","parameter":['
+        documents, separator = first, b""
+        while True:
+            for document in documents:
+                yield separator + document
+                separator = b","
+            batch = await anext(batches, None)
+            if batch is None:
+                break
+            documents = await answer(batch)
+        yield b"]}"
+
+    return FhirResponse(200, stream=stream())
 
 
 def wants_tasks(call: OperationCall, params: InputParameters) -> bool:

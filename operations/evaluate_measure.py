@@ -23,8 +23,8 @@ from fhirlead.api.messages import FhirResponse
 from fhirlead.auth.enforce import forbidden
 from fhirlead.errors import bad_request, not_found
 from fhirlead.measure import live
-from fhirlead.measure.evaluate import SubjectResult, measurement_period
-from fhirlead.measure.report import build_report
+from fhirlead.measure.evaluate import measurement_period
+from fhirlead.measure.report import Tally, build_report, report_of
 from fhirlead.measure.repository import CompiledMeasure, measures_of
 from fhirlead.operations.measure_subjects import patients_of
 from fhirlead.parameters import InputParameters
@@ -52,16 +52,17 @@ async def evaluate_measure(call: OperationCall) -> FhirResponse:
         raise bad_request("reportType 'subject' needs a subject that is one Patient", "reportType")
     evaluator = compiled.evaluator
     data = live.store_data(call.server.store, call.server.search, [evaluator], admit(call))
-    [results] = await live.evaluate(data, [evaluator], patients, measurement_period(*period),
-                                    keep_evaluated=report_type == "subject")
-    if report_type == "subject" and not results:
-        raise not_found(f"{subject} is not known")
-    # a population's report adds up thousands of results: in a worker thread, off the event loop
-    report = await asyncio.to_thread(build_report, evaluator.definition, results, period,
-                                     individual=report_type == "subject")
-    if report_type == "subject-list":
-        add_subject_lists(report, results)
-    return FhirResponse(200, report)
+    mp = measurement_period(*period)
+    if report_type == "subject":
+        [results] = await live.evaluate(data, [evaluator], patients, mp, keep_evaluated=True)
+        if not results:
+            raise not_found(f"{subject} is not known")
+        return FhirResponse(200, build_report(evaluator.definition, results, period, individual=True))
+    # a population's report folds each batch into its totals as it comes (bounded memory), off the event loop
+    tally = Tally(evaluator.definition, keep_subjects=report_type == "subject-list")
+    async for [batch] in live.evaluate_batches(data, [evaluator], patients, mp):
+        await asyncio.to_thread(tally.add_all, batch)
+    return FhirResponse(200, report_of(tally, period))
 
 
 def read_period(params: InputParameters) -> tuple[str, str]:
@@ -100,18 +101,6 @@ def admit(call: OperationCall) -> Any:
         return bool(filters) and access.admits(resource, filters)
 
     return visible
-
-
-def add_subject_lists(report: dict[str, Any], results: list[SubjectResult]) -> None:
-    """subject-list: each population's patients as a contained List its `subjectResults` references."""
-    contained = report.setdefault("contained", [])
-    for gi, group in enumerate(report.get("group") or ()):
-        for pi, population in enumerate(group.get("population") or ()):
-            patients = [r.subject.reference for r in results if r.groups[gi].members.get(pi)]
-            list_id = f"subjects-{gi + 1}-{pi + 1}"
-            contained.append({"resourceType": "List", "id": list_id, "status": "current", "mode": "snapshot",
-                              "entry": [{"item": {"reference": reference}} for reference in patients]})
-            population["subjectResults"] = {"reference": f"#{list_id}"}
 
 
 async def authorize(policy: Any, call: OperationCall) -> None:

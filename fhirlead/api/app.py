@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
@@ -128,12 +128,14 @@ async def fhir_endpoint(request: Request) -> Response:
     if audit is not None and not is_public(request.method, segments):
         try:  # queues the AuditEvent (fhirlead.audit): never awaits the store, never fails the request
             audit.rest(method=request.method, segments=segments, status=response.status_code, request=fhir_request,
-                       headers=response.headers, body=response.body,
+                       headers=response.headers, body=getattr(response, "body", None),
                        address=request.client.host if request.client else None)
         except Exception as error:
             log.error("could not record the audit event of a %s request (%s)", request.method,
                       type(error).__name__)
     if request.method == "HEAD":
+        if isinstance(response, StreamingResponse):  # its status and headers, not its stream
+            response = Response(status_code=response.status_code, headers=dict(response.headers))
         response.body = b""
     return response
 

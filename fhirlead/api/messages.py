@@ -7,6 +7,7 @@ batch/transaction processing.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +82,19 @@ class FhirRequest:
 
 @dataclass
 class FhirResponse:
-    """What a handler answers. `body` is ready bytes (e.g. a stored resource) or a JSON value."""
+    """What a handler answers. `body` is ready bytes (e.g. a stored resource) or a JSON value; or
+    `stream` yields the body's bytes as they are made (an answer too large to hold, e.g. `$care-gaps`
+    over a panel): its status is sent before it runs, so a handler fails before returning where it can."""
 
     status: int
     body: bytes | dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     media_type: str = FHIR_JSON
+    stream: AsyncIterator[bytes] | None = None
+
+    async def collected(self) -> FhirResponse:
+        """This answer with its stream read into `body` (where it must be embedded, e.g. a batch entry)."""
+        if self.stream is None:
+            return self
+        body = b"".join([chunk async for chunk in self.stream])
+        return FhirResponse(self.status, body, self.headers, self.media_type)

@@ -6,13 +6,17 @@ then is the JSON re-indented.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from fhirlead import fhirjson
 from fhirlead.api.messages import FHIR_JSON, FhirRequest, FhirResponse
-from fhirlead.errors import FhirError, Issue
+from fhirlead.errors import FhirError, Issue, log_unexpected
+
+log = logging.getLogger(__name__)
 
 # Media types a client may ask for (Accept or _format) and get JSON back.
 ACCEPTABLE = frozenset({FHIR_JSON, "application/json", "json", "text/json", "*/*", "application/*"})
@@ -51,9 +55,29 @@ def to_bytes(body: bytes | dict[str, Any] | None, pretty: bool) -> bytes:
 
 
 def http_response(response: FhirResponse, pretty: bool) -> Response:
+    if response.stream is not None:  # sent as made: `_pretty` does not apply
+        return StreamingResponse(_guarded(response.stream), status_code=response.status, headers=response.headers,
+                                 media_type=response.media_type + "; charset=utf-8")
     content = to_bytes(response.body, pretty)
     media_type = response.media_type + "; charset=utf-8" if response.body is not None else None
     return Response(content, status_code=response.status, headers=response.headers, media_type=media_type)
+
+
+class StreamAborted(Exception):
+    """A streamed answer failed after its status was sent: the connection is dropped, so the client sees
+    a broken transfer rather than a body that merely looks complete."""
+
+
+async def _guarded(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    except FhirError as error:  # its message may name a patient: only its kind is logged
+        log.warning("a streamed answer was cut short by a %d error (%s)", error.status, error.issues[0].code)
+        raise StreamAborted("the streamed answer was cut short") from None
+    except Exception as error:
+        log_unexpected(log, error, "streaming an answer")
+        raise StreamAborted("the streamed answer was cut short") from None
 
 
 def error_response(error: FhirError, pretty: bool = False) -> Response:

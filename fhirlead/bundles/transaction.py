@@ -89,7 +89,7 @@ async def read(server: Server, entry: Entry, base_url: str, access: Any = None) 
     ) if value is not None}
     request = FhirRequest(entry.method, base_url, entry.path, entry.params, headers, access=access)
     try:
-        return response.read_entry(await dispatch(server, request, entry.segments))
+        return response.read_entry(await (await dispatch(server, request, entry.segments)).collected())
     except FhirError as error:
         return response.error_entry(located(entry, error))
 

@@ -166,34 +166,66 @@ def observed_members(group: Group, pops: dict[int, Members], observation: Popula
     return members
 
 
+class Observed:
+    """Measure-observation values folded as they arrive, so a population's report does not hold one
+    value per member: sum, count, min and max keep running totals; only `median` keeps the values."""
+
+    def __init__(self, method: str | None) -> None:
+        self.method = method or "sum"
+        if self.method not in ("sum", "average", "count", "min", "max", "median"):
+            raise MeasureDefinitionError(f"unsupported aggregate method {method!r}")
+        self.count = 0
+        self.total = Decimal(0)
+        self.low: Decimal | None = None
+        self.high: Decimal | None = None
+        self.unit: str | None = None
+        self.values: list[Decimal] = []
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            return
+        if self.count == 0 and isinstance(value, Quantity):
+            self.unit = value.unit
+        number = value.value if isinstance(value, Quantity) else Decimal(value)
+        self.count += 1
+        self.total += number
+        self.low = number if self.low is None or number < self.low else self.low
+        self.high = number if self.high is None or number > self.high else self.high
+        if self.method == "median":
+            self.values.append(number)
+
+    def extend(self, values: list[Any]) -> Observed:
+        for value in values:
+            self.add(value)
+        return self
+
+    def result(self) -> Any:
+        """The aggregate (a Quantity when the values were), None when nothing was observed."""
+        if self.method == "count":
+            return self.count
+        if not self.count:
+            return None
+        if self.method == "sum":
+            result: Any = self.total
+        elif self.method == "average":
+            result = self.total / self.count
+        elif self.method == "min":
+            result = self.low
+        elif self.method == "max":
+            result = self.high
+        else:
+            s = sorted(self.values)
+            n = len(s)
+            result = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+        return Quantity(result, self.unit) if self.unit else result
+
+
 def aggregate(method: str | None, values: list[Any]) -> Any:
     """Aggregate observation values (sum, average, count, min, max, median)."""
-    values = [v for v in values if v is not None]
-    method = method or "sum"
-    if method == "count":
-        return len(values)
-    if not values:
-        return None
-    nums = [v.value if isinstance(v, Quantity) else Decimal(v) for v in values]
-    unit = values[0].unit if isinstance(values[0], Quantity) else None
-    if method == "sum":
-        result: Any = sum(nums, Decimal(0))
-    elif method == "average":
-        result = sum(nums, Decimal(0)) / len(nums)
-    elif method == "min":
-        result = min(nums)
-    elif method == "max":
-        result = max(nums)
-    elif method == "median":
-        s = sorted(nums)
-        n = len(s)
-        result = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-    else:
-        raise MeasureDefinitionError(f"unsupported aggregate method {method!r}")
-    return Quantity(result, unit) if unit else result
+    return Observed(method).extend(values).result()
 
 
-def score(group: Group, counts: dict[int, int], observations: dict[int, list[Any]]) -> Any:
+def score(group: Group, counts: dict[int, int], observations: dict[int, Observed]) -> Any:
     """The measure score for a group, or None when it is undefined (e.g. an empty denominator)."""
     idx = {p.code: i for i, p in enumerate(group.populations) if p.code != "measure-observation"}
 
@@ -212,7 +244,7 @@ def score(group: Group, counts: dict[int, int], observations: dict[int, list[Any
             by_target = {}
             for i, p in obs:
                 target = next((q.code for q in group.populations if q.id == p.criteria_reference), None)
-                by_target[target] = aggregate(p.aggregate_method, observations.get(i, []))
+                by_target[target] = observations[i].result() if i in observations else None
             num, den = by_target.get("numerator"), by_target.get("denominator")
             num_v = num.value if isinstance(num, Quantity) else num
             den_v = den.value if isinstance(den, Quantity) else den
@@ -226,6 +258,6 @@ def score(group: Group, counts: dict[int, int], observations: dict[int, list[Any
     if group.scoring == "continuous-variable":
         if not obs:
             return None
-        i, p = obs[0]
-        return aggregate(p.aggregate_method, observations.get(i, []))
+        i, _p = obs[0]
+        return observations[i].result() if i in observations else None
     return None

@@ -29,7 +29,7 @@ from fhirlead.measure.definition import (
     MeasureDefinition,
     Stratifier,
 )
-from fhirlead.measure.evaluate import SubjectResult
+from fhirlead.measure.evaluate import GroupResult, SubjectResult
 
 DEQM = "http://hl7.org/fhir/us/davinci-deqm/StructureDefinition/"
 INDIVIDUAL_PROFILE = DEQM + "indv-measurereport-deqm"
@@ -120,52 +120,127 @@ def _number(value: Any) -> Any:
     return None
 
 
-def _group_counts(
-    group_index: int, results: list[SubjectResult]
-) -> tuple[dict[int, int], dict[int, list[Any]]]:
-    counts: dict[int, int] = {}
-    observations: dict[int, list[Any]] = {}
-    for r in results:
-        g = r.groups[group_index]
-        for i, members in g.members.items():
-            counts[i] = counts.get(i, 0) + len(members)
-        for i, values in g.observations.items():
-            observations.setdefault(i, []).extend(values)
-    return counts, observations
+class Counts:
+    """One group's (or one stratum's) population counts and folded observations."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self.counts: dict[int, int] = {}
+        self.observed = {i: pops.Observed(p.aggregate_method) for i, p in enumerate(group.populations)
+                         if p.code == "measure-observation"}
+
+    def add(self, result: GroupResult, episodes: set[str] | None = None, inside: bool = True) -> None:
+        """Add one subject's membership; with `episodes`, only the members that are (`inside`) or are
+        not in it (an episode-based stratum)."""
+        for i, members in result.members.items():
+            if episodes is None:
+                self.counts[i] = self.counts.get(i, 0) + len(members)
+            else:
+                self.counts[i] = self.counts.get(i, 0) + sum(1 for m in members if (m in episodes) is inside)
+        for i, values in result.observations.items():
+            if episodes is None:
+                self.observed[i].extend(values)
+            else:  # an observation population's members are the observed episodes, in the values' order
+                self.observed[i].extend([v for m, v in zip(result.members.get(i, ()), values, strict=False)
+                                         if (m in episodes) is inside])
+
+    def populations(self) -> list[dict[str, Any]]:
+        return [_population_entry(self.group, i, self.counts.get(i, 0)) for i in range(len(self.group.populations))]
+
+    def score(self) -> dict[str, Any] | None:
+        return _number(pops.score(self.group, self.counts, self.observed))
 
 
-def _group(definition: MeasureDefinition, gi: int, results: list[SubjectResult]) -> dict[str, Any]:
-    group = definition.groups[gi]
-    counts, observations = _group_counts(gi, results)
-    out: dict[str, Any] = {}
-    if group.id:
-        out["id"] = group.id
-    if group.code:
-        out["code"] = group.code
-    out["population"] = [_population_entry(group, i, counts.get(i, 0)) for i in range(len(group.populations))]
-    score = _number(pops.score(group, counts, observations))
-    if score is not None:
-        out["measureScore"] = score
-    stratifiers = []
-    for si, s in enumerate(group.stratifiers):
-        entry: dict[str, Any] = {}
-        if s.id:
-            entry["id"] = s.id
-        entry["code"] = [s.code] if s.code else [{"text": s.expression or s.id or "stratifier"}]
-        entry["stratum"] = []
-        for stratum_value, s_counts, s_obs in _strata(group, gi, si, s, results):
-            stratum: dict[str, Any] = dict(stratum_value)
-            stratum["population"] = [
-                _population_entry(group, i, s_counts.get(i, 0)) for i in range(len(group.populations))
-            ]
-            s_score = _number(pops.score(group, s_counts, s_obs))
-            if s_score is not None:
-                stratum["measureScore"] = s_score
-            entry["stratum"].append(stratum)
-        stratifiers.append(entry)
-    if stratifiers:
-        out["stratifier"] = stratifiers
-    return out
+class GroupTally:
+    """A group's counts and, per stratifier, its strata by value."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self.counts = Counts(group)
+        # per stratifier: stratum key -> (value, counts, whether it is an episode stratum)
+        self.strata: list[dict[str, tuple[dict[str, Any], Counts, bool]]] = [{} for _ in group.stratifiers]
+
+    def add(self, result: GroupResult) -> None:
+        self.counts.add(result)
+        for si, s in enumerate(self.group.stratifiers):
+            value = result.strata.get(si)
+            if not self.group.patient_based and s.expression and _is_episode_list(value):
+                # an episode-based stratifier whose value is the episodes of its stratum (as in
+                # `Stratification 1: ...` definitions) stratifies episodes: "true" counts those, "false" the rest
+                inside = {pops.episode_key(v) for v in value}
+                for flag in (True, False):
+                    self._stratum(si, {"value": codeable_concept(flag)}, True).add(result, inside, flag)
+            else:
+                self._stratum(si, _stratum_value(s, value), False).add(result)
+
+    def _stratum(self, si: int, value: dict[str, Any], episodic: bool) -> Counts:
+        return self.strata[si].setdefault(_key(value), (value, Counts(self.group), episodic))[1]
+
+    def entry(self) -> dict[str, Any]:
+        group = self.group
+        out: dict[str, Any] = {}
+        if group.id:
+            out["id"] = group.id
+        if group.code:
+            out["code"] = group.code
+        out["population"] = self.counts.populations()
+        score = self.counts.score()
+        if score is not None:
+            out["measureScore"] = score
+        stratifiers = []
+        for s, strata in zip(group.stratifiers, self.strata, strict=True):
+            entry: dict[str, Any] = {}
+            if s.id:
+                entry["id"] = s.id
+            entry["code"] = [s.code] if s.code else [{"text": s.expression or s.id or "stratifier"}]
+            entry["stratum"] = []
+            for value, counts, episodic in strata.values():
+                if episodic and not any(counts.counts.values()):
+                    continue  # e.g. the "false" stratum when every episode is in the stratifier's list
+                stratum: dict[str, Any] = dict(value)
+                stratum["population"] = counts.populations()
+                s_score = counts.score()
+                if s_score is not None:
+                    stratum["measureScore"] = s_score
+                entry["stratum"].append(stratum)
+            stratifiers.append(entry)
+        if stratifiers:
+            out["stratifier"] = stratifiers
+        return out
+
+
+class Tally:
+    """A population's results folded one subject at a time: counts, strata, observations and
+    supplemental-data tallies, so a summary report over any number of patients holds only its totals
+    (and, for `subject-list`, each population's patient references)."""
+
+    def __init__(self, definition: MeasureDefinition, keep_subjects: bool = False) -> None:
+        self.definition = definition
+        self.groups = [GroupTally(g) for g in definition.groups]
+        self.supplemental: list[dict[str, tuple[dict[str, Any], int]]] = [{} for _ in definition.supplemental]
+        self.subjects: list[list[list[str]]] | None = (
+            [[[] for _ in g.populations] for g in definition.groups] if keep_subjects else None)
+
+    def add(self, result: SubjectResult) -> None:
+        for tally, group in zip(self.groups, result.groups, strict=True):
+            tally.add(group)
+        for i, tallies in enumerate(self.supplemental):
+            value = result.supplemental.get(i)
+            if value is None or value == []:
+                continue
+            cc = codeable_concept(value)
+            key = _key(cc)
+            prev = tallies.get(key)
+            tallies[key] = (cc, (prev[1] if prev else 0) + 1)
+        if self.subjects is not None:
+            for lists, group in zip(self.subjects, result.groups, strict=True):
+                for pi, members in group.members.items():
+                    if members:
+                        lists[pi].append(result.subject.reference)
+
+    def add_all(self, results: list[SubjectResult]) -> None:
+        for result in results:
+            self.add(result)
 
 
 def _stratum_value(s: Stratifier, value: Any) -> dict[str, Any]:
@@ -184,40 +259,6 @@ def _is_episode_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) and v.get("resourceType") for v in value)
 
 
-def _strata(
-    group: Group, gi: int, si: int, s: Stratifier, results: list[SubjectResult]
-) -> list[tuple[dict[str, Any], dict[int, int], dict[int, list[Any]]]]:
-    """Each stratum's value with its population counts and observations.
-
-    Subjects are stratified by the stratifier's value. In an episode-based group a stratifier whose
-    value is a list of resources (the episodes of that stratum, as in `Stratification 1: ...` definitions)
-    stratifies episodes instead: the "true" stratum counts the members in the list, "false" the others.
-    """
-    by_value: dict[str, tuple[dict[str, Any], list[SubjectResult]]] = {}
-    episodes: dict[str, tuple[dict[str, Any], dict[int, int], dict[int, list[Any]]]] = {}
-    for r in results:
-        value = r.groups[gi].strata.get(si)
-        if not group.patient_based and s.expression and _is_episode_list(value):
-            inside = {pops.episode_key(v) for v in value}
-            for flag in (True, False):
-                sv = {"value": codeable_concept(flag)}
-                _v, counts, _obs = episodes.setdefault(_key(sv), (sv, {}, {}))
-                for i, members in r.groups[gi].members.items():
-                    n = sum(1 for m in members if (m in inside) is flag)
-                    counts[i] = counts.get(i, 0) + n
-            continue
-        sv = _stratum_value(s, value)
-        by_value.setdefault(_key(sv), (sv, []))[1].append(r)
-    out = []
-    for sv, members in by_value.values():
-        counts, observations = _group_counts(gi, members)
-        out.append((sv, counts, observations))
-    for sv, counts, observations in episodes.values():
-        if any(counts.values()):
-            out.append((sv, counts, observations))
-    return out
-
-
 def _scoring_extension(definition: MeasureDefinition) -> dict[str, Any]:
     scoring = definition.groups[0].scoring
     return {
@@ -227,22 +268,13 @@ def _scoring_extension(definition: MeasureDefinition) -> dict[str, Any]:
 
 
 def _supplemental(
-    definition: MeasureDefinition, results: list[SubjectResult], measure: str, individual: bool
+    definition: MeasureDefinition, tally: Tally, measure: str, individual: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Contained Observations and the extensions that reference them."""
     contained: list[dict[str, Any]] = []
     extensions: list[dict[str, Any]] = []
-    for i, sde in enumerate(definition.supplemental):
+    for sde, tallies in zip(definition.supplemental, tally.supplemental, strict=True):
         sde_id = sde.id or sde.expression
-        tallies: dict[str, tuple[dict[str, Any], int]] = {}
-        for r in results:
-            value = r.supplemental.get(i)
-            if value is None or value == []:
-                continue
-            cc = codeable_concept(value)
-            key = _key(cc)
-            prev = tallies.get(key)
-            tallies[key] = (cc, (prev[1] if prev else 0) + 1)
         for n, (cc, count) in enumerate(tallies.values()):
             obs_id = f"{sde_id}-{n + 1}"
             obs: dict[str, Any] = {
@@ -295,8 +327,17 @@ def build_report(
         individual = len(results) == 1
     if individual and len(results) != 1:
         raise ValueError("an individual report needs exactly one subject")
+    tally = Tally(definition)
+    tally.add_all(results)
+    return report_of(tally, period, results[0] if individual else None, now)
+
+
+def report_of(tally: Tally, period: tuple[str, str], individual: SubjectResult | None = None,
+              now: datetime | None = None) -> dict[str, Any]:
+    """The MeasureReport of a tally: individual for `individual` (the tally's one subject), else summary."""
+    definition = tally.definition
     measure = _canonical(definition)
-    contained, sde_ext = _supplemental(definition, results, measure, individual)
+    contained, sde_ext = _supplemental(definition, tally, measure, individual is not None)
     report: dict[str, Any] = {
         "resourceType": "MeasureReport",
         "id": str(uuid.uuid4()),
@@ -309,15 +350,28 @@ def build_report(
     report["type"] = "individual" if individual else "summary"
     report["measure"] = measure
     if individual:
-        report["subject"] = {"reference": results[0].subject.reference}
+        report["subject"] = {"reference": individual.subject.reference}
     report["date"] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     report["period"] = {"start": period[0], "end": period[1]}
     notation = definition.groups[0].improvement_notation
     if notation:
         report["improvementNotation"] = notation
-    report["group"] = [_group(definition, gi, results) for gi in range(len(definition.groups))]
+    report["group"] = [g.entry() for g in tally.groups]
     if individual:
-        refs = [results[0].subject.reference]
-        refs += [k for k in results[0].evaluated if k != results[0].subject.reference]
+        refs = [individual.subject.reference]
+        refs += [k for k in individual.evaluated if k != individual.subject.reference]
         report["evaluatedResource"] = [{"reference": r} for r in refs]
+    if tally.subjects is not None:
+        _subject_lists(report, tally.subjects)
     return report
+
+
+def _subject_lists(report: dict[str, Any], subjects: list[list[list[str]]]) -> None:
+    """subject-list: each population's patients as a contained List its `subjectResults` references."""
+    contained = report.setdefault("contained", [])
+    for gi, (group, lists) in enumerate(zip(report["group"], subjects, strict=True)):
+        for pi, (population, patients) in enumerate(zip(group["population"], lists, strict=True)):
+            list_id = f"subjects-{gi + 1}-{pi + 1}"
+            contained.append({"resourceType": "List", "id": list_id, "status": "current", "mode": "snapshot",
+                              "entry": [{"item": {"reference": reference}} for reference in patients]})
+            population["subjectResults"] = {"reference": f"#{list_id}"}

@@ -17,8 +17,10 @@ from fhirlead.measure import (
     measurement_period,
     subjects_from_documents,
 )
-from fhirlead.measure.definition import Group, MeasureDefinitionError, Population, parse_measure
+from fhirlead.measure.definition import Group, MeasureDefinitionError, Population, Stratifier, parse_measure
+from fhirlead.measure.evaluate import GroupResult
 from fhirlead.measure.populations import aggregate, constrain, score
+from fhirlead.measure.report import GroupTally
 from tests.measure.conftest import evaluator_for
 from tests.measure.synthetic import measure_bundle, patients
 
@@ -202,3 +204,23 @@ def test_published_summary_report_matches_the_sum_of_cases(ecqm: Path) -> None:
         )
     num, den, denex = expected["numerator"], expected["denominator"], expected["denominator-exclusion"]
     assert group["measureScore"]["value"] == pytest.approx(num / (den - denex))
+
+
+def test_episode_strata_carry_their_own_observations() -> None:
+    """In an episode-based continuous-variable group stratified by a list of episodes, each stratum's
+    score aggregates the observations of its own episodes only, and results folded one subject at a time
+    add up to the same report."""
+    pops = [Population("ip", "initial-population", "IP"), Population("mp", "measure-population", "MP"),
+            Population("obs", "measure-observation", "Obs", "mp", "average")]
+    g = Group("g", None, "continuous-variable", "Encounter", None, pops, [Stratifier("s", None, "Long stay")])
+    tally = GroupTally(g)
+    episodes = [{"resourceType": "Encounter", "id": str(n)} for n in range(1, 5)]
+    keys = [f"Encounter/{n}" for n in range(1, 5)]
+    # two patients: (E1, E2) observed 2 and 4 days, (E3, E4) observed 9 and 1 day; E1 and E3 stratified in
+    tally.add(GroupResult({0: keys[:2], 1: keys[:2], 2: keys[:2]}, {2: [Decimal(2), Decimal(4)]}, {0: [episodes[0]]}))
+    tally.add(GroupResult({0: keys[2:], 1: keys[2:], 2: keys[2:]}, {2: [Decimal(9), Decimal(1)]}, {0: [episodes[2]]}))
+    entry = tally.entry()
+    assert entry["measureScore"] == {"value": 4.0}
+    strata = {s["value"]["text"]: (s["measureScore"], [p["count"] for p in s["population"]])
+              for s in entry["stratifier"][0]["stratum"]}
+    assert strata == {"true": ({"value": 5.5}, [2, 2, 2]), "false": ({"value": 2.5}, [2, 2, 2])}

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from fhirlead.measure.store_data import BATCH
 from tests.auth.flow import seed
 from tests.operations.gap_measure import MEASURE_URL, content, patient
 
@@ -124,3 +125,25 @@ async def test_refusals(world: FastAPI, client: httpx.AsyncClient, params: list,
     assert answer.status_code in (400, 404), answer.text
     issue = answer.json()["issue"][0]
     assert name in str(issue.get("expression")) + issue.get("diagnostics", "")
+
+
+async def test_a_panel_larger_than_a_batch_is_streamed_whole(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """More patients than one evaluation batch: the answer is sent as it is made (no Content-Length), and
+    holds every patient's document, in the panel's order; the same call as a batch entry is read whole."""
+    ids = [f"p{n:03}" for n in range(BATCH * 2 + 15)]
+    expected = {id_: "open-gap" if n % 3 == 0 else "closed-gap" for n, id_ in enumerate(ids)}
+    resources = [r for n, id_ in enumerate(ids) for r in patient(id_, 10.0 if n % 3 == 0 else 6.0)]
+    await seed(app, [*content(), *resources, {"resourceType": "Group", "id": "panel", "type": "person",
+                                              "actual": True,
+                                              "member": [{"entity": {"reference": f"Patient/{p}"}} for p in ids]}])
+    params = [*PERIOD, *ALL, ("subject", "Group/panel")]
+    answer = await client.get("Measure/$care-gaps", params=params)
+    assert "content-length" not in answer.headers
+    found = by_patient(answer)
+    assert found == expected and list(found) == ids
+    entry_url = "Measure/$care-gaps?" + "&".join(f"{k}={v}" for k, v in params)
+    batch = await client.post("", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": entry_url}}]})
+    [entry] = batch.json()["entry"]
+    assert entry["response"]["status"].startswith("200")
+    assert len(entry["resource"]["parameter"]) == len(ids)
