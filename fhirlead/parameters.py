@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhirlead.api.messages import FhirRequest
+from fhirlead.definitions import resource_types
 from fhirlead.errors import FhirError, bad_request
 from fhirlead.numbers import shown
 
@@ -66,6 +67,13 @@ def _unknown(operation: str, name: Any, where: str) -> FhirError:
 
 def _json_value(operation: str, part: dict[str, Any], spec: dict[str, Any], number: int) -> Any:
     type_ = spec.get("type", "")
+    if type_ == "Resource" or type_ in resource_types():
+        resource = part.get("resource")
+        if not isinstance(resource, dict) or (type_ != "Resource" and resource.get("resourceType") != type_):
+            kind = "a resource" if type_ == "Resource" else f"a {type_} resource"
+            raise bad_request(f"{operation}: parameter '{spec['name']}' must be {kind}",
+                              f"Parameters.parameter[{number}].resource")
+        return resource
     key = "value" + type_[:1].upper() + type_[1:]
     value = part.get(key)
     if value is None or (type_ in COMPLEX and not isinstance(value, dict)):
@@ -85,6 +93,6 @@ def _query_value(operation: str, name: str, text: str, type_: str) -> Any:
         return {"system": system, "value": value} if bar and system else {"value": value}
     if type_ == "Reference":
         return {"reference": text}
-    if type_ in COMPLEX:
+    if type_ in COMPLEX or type_ == "Resource" or type_ in resource_types():
         raise bad_request(f"{operation}: parameter '{name}' ({type_}) can only be given in a POSTed Parameters", name)
     return text
