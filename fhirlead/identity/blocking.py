@@ -3,7 +3,10 @@ matching one record costs a handful of index lookups, not a scan of the populati
 
 A record is a candidate when it shares (any one is enough):
 - an identifier (system and value);
-- a birth date, or one of its likely misspellings: day and month swapped, or one digit different;
+- the birth date;
+- one of the birth date's likely misspellings (day and month swapped, one digit different) with the
+  first given name as written (together, so the search is driven by the name's index: some fifty dates
+  alone, or with several names, would scan);
 - the family name and the first given name (or one of its nicknames), as FHIR string search matches
   them (case- and accent-insensitive prefix): a changed birth date with the same name;
 - the first given name and a postal code: a changed surname with a changed birth date;
@@ -52,17 +55,21 @@ def searches(demographics: Demographics, patient: dict[str, Any]) -> list[list[t
     blocks: list[list[tuple[str, str]]] = []
     for system, value in sorted(demographics.identifiers):
         blocks.append([("identifier", f"{_escape(system)}|{_escape(value)}")])
-    if demographics.birth_date and len(demographics.birth_date) == 10:
-        blocks.append([("birthdate", ",".join(birth_date_variants(demographics.birth_date)))])
+    birth = demographics.birth_date if demographics.birth_date and len(demographics.birth_date) == 10 else None
+    if birth:
+        blocks.append([("birthdate", birth)])
     for name in demographics.names:
-        if not name.given or not name.family:
+        if not name.given:
             continue
         first = name.given[0]
-        givens = sorted({first, *(_namer.nicknames_of(first) if len(first) > 1 else ()),
-                         *(_namer.canonicals_of(first) if len(first) > 1 else ())})
-        blocks.append([("family", _escape(" ".join(name.family))), ("given", ",".join(_escape(g) for g in givens))])
+        givens = ",".join(_escape(g) for g in sorted({first, *(_namer.nicknames_of(first) if len(first) > 1 else ()),
+                                                      *(_namer.canonicals_of(first) if len(first) > 1 else ())}))
+        if birth:
+            blocks.append([("given", _escape(first)), ("birthdate", ",".join(birth_date_variants(birth)[1:]))])
         for postal in sorted(demographics.postal_codes):
             blocks.append([("given", _escape(first)), ("address-postalcode", postal)])
+        if name.family:
+            blocks.append([("family", _escape(" ".join(name.family))), ("given", givens)])
     for contact in patient.get("telecom") or ():
         if isinstance(contact, dict) and isinstance(contact.get("value"), str) and contact["value"].strip():
             kind = "email" if contact.get("system") == "email" else "phone"
