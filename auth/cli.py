@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from fhirlead.auth.registry import Client, Registry, User, check_fhir_user, hash
 from fhirlead.auth.scopes import is_known, split
 from fhirlead.settings import Settings
 from fhirlead.storage.factory import open_store
+
+_ORGANIZATION = re.compile(r"^Organization/[A-Za-z0-9\-.]{1,64}$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--redirect-uri", action="append", default=[])
     add.add_argument("--launch-url")
     add.add_argument("--scope", required=True, help="the scopes the client may be granted (space-separated)")
+    add.add_argument("--source", help="the URI of the system it writes from: meta.source of what it sends without "
+                                      "one (default urn:fhirlead:client:CLIENT_ID; docs/sources.md)")
+    add.add_argument("--organization", help="Organization/ID its writes' Provenance names as agent "
+                                            "(default: the client itself)")
+    add.add_argument("--own-provenance", action="store_true",
+                     help="it records its own Provenance: the server adds none to its writes")
     add.set_defaults(run=add_client)
 
     users = subparsers.add_parser("users", help="user accounts for sign-in").add_subparsers(dest="action",
@@ -85,7 +94,12 @@ def add_client(args: argparse.Namespace) -> int:
     unknown = [token for token in scopes if not is_known(token)]
     if unknown:
         return _fail(f"unknown scope(s): {' '.join(unknown)}")
-    client = Client(args.client_id, args.name or args.client_id, scopes, list(args.redirect_uri), args.launch_url)
+    if args.source is not None and (not args.source or any(char.isspace() for char in args.source)):
+        return _fail("--source must be a URI (no spaces)")
+    if args.organization is not None and not _ORGANIZATION.match(args.organization):
+        return _fail(f"--organization must be Organization/ID, not {args.organization!r}")
+    client = Client(args.client_id, args.name or args.client_id, scopes, list(args.redirect_uri), args.launch_url,
+                    source=args.source, organization=args.organization, own_provenance=args.own_provenance)
     if args.secret_stdin:
         secret = _read_secret()
         if len(secret) < 16:

@@ -36,6 +36,13 @@ class Client:
     secret_hash: str | None = None  # confidential: client_secret_basic
     jwks: dict[str, Any] | None = None  # confidential: private_key_jwt, keys registered
     jwks_url: str | None = None  # confidential: private_key_jwt, keys fetched from here only
+    # Where its writes come from (docs/sources.md): the URI its resources get as meta.source when they
+    # carry none (default urn:fhirlead:client:<client_id>), the Organization its Provenance names as
+    # agent (`Organization/id`; default: the client itself), and whether it records its own Provenance
+    # (then the server adds none).
+    source: str | None = None
+    organization: str | None = None
+    own_provenance: bool = False
 
     @property
     def public(self) -> bool:

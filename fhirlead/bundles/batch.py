@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from fhirlead import sources
 from fhirlead.bundles import response
 from fhirlead.bundles.entries import Entry
 from fhirlead.bundles.transaction import TransactionWriter, read
@@ -23,24 +24,27 @@ log = logging.getLogger(__name__)
 
 
 async def run(
-    server: Server, entries: list[Entry | FhirError], base_url: str, preference: str | None, access: Any = None
+    server: Server, entries: list[Entry | FhirError], base_url: str, preference: str | None, access: Any = None,
+    source: sources.Source | None = None,
 ) -> list[bytes]:
+    """Each entry's answer; each write in its own unit of work, with its own Provenance (`fhirlead.sources`)."""
     answers = []
     for entry in entries:
         if isinstance(entry, FhirError):  # malformed entry: answered alone
             answers.append(response.error_entry(entry))
         else:
-            answers.append(await _answer(server, entry, base_url, preference, access))
+            answers.append(await _answer(server, entry, base_url, preference, access, source))
     return answers
 
 
-async def _answer(server: Server, entry: Entry, base_url: str, preference: str | None, access: Any) -> bytes:
+async def _answer(server: Server, entry: Entry, base_url: str, preference: str | None, access: Any,
+                  source: sources.Source | None) -> bytes:
     """One entry's answer, whatever goes wrong inside it: the other entries are not its business, and
     those already committed must not end in a 500 for the whole batch."""
     try:
         if entry.method in ("GET", "HEAD"):
             return await read(server, entry, base_url, access)
-        return await write(server, entry, base_url, preference)
+        return await write(server, entry, base_url, preference, source)
     except FhirError as error:
         return response.error_entry(error)
     except Exception as error:
@@ -48,8 +52,9 @@ async def _answer(server: Server, entry: Entry, base_url: str, preference: str |
         return response.error_entry(internal_error(f"{entry.label}: "))
 
 
-async def write(server: Server, entry: Entry, base_url: str, preference: str | None) -> bytes:
-    async with server.store.unit_of_work() as uow:
+async def write(server: Server, entry: Entry, base_url: str, preference: str | None,
+                source: sources.Source | None = None) -> bytes:
+    async with sources.unit_of_work(server, source) as uow:
         writer = TransactionWriter(server, uow, base_url, preference)
         if entry.method == "DELETE":
             return await writer.guarded(entry, writer.delete(entry))

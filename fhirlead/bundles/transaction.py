@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fhirlead import sources
 from fhirlead.api.dispatch import dispatch
 from fhirlead.api.messages import FhirRequest
 from fhirlead.bundles import references, response
@@ -52,10 +53,12 @@ def located(entry: Entry, error: FhirError) -> FhirError:
 
 
 async def run(
-    server: Server, entries: list[Entry], base_url: str, preference: str | None, access: Any = None
+    server: Server, entries: list[Entry], base_url: str, preference: str | None, access: Any = None,
+    source: sources.Source | None = None,
 ) -> list[bytes]:
-    """Process a transaction; return the response entries in request order, or raise (rolled back)."""
-    async with server.store.unit_of_work() as uow:
+    """Process a transaction; return the response entries in request order, or raise (rolled back).
+    What it writes gets `source`'s meta.source and Provenance (`fhirlead.sources`)."""
+    async with sources.unit_of_work(server, source) as uow:
         answers = await write(server, uow, entries, base_url, preference)
     for entry in entries:
         if entry.method in ("GET", "HEAD"):
@@ -166,6 +169,7 @@ class TransactionWriter:
                 continue
             resource = entry.resource or {}
             resource["id"] = target.id_
+            sources.stamp(self.uow, resource)
             try:
                 entries_of_resource = prepare(self.server, resource, entry.type_)
             except FhirError as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhirlead import sources
 from fhirlead.api.dispatch import route_target
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.bundles import batch, transaction
@@ -37,6 +38,7 @@ async def handle(server: Server, request: FhirRequest) -> FhirResponse:
     kind, entries = read_bundle(request.resource_body(), request.base_url)
     preference = request.prefer("return")
     access = request.access
+    source = await sources.of(server, request)
     if kind == "transaction":
         chosen = entries_of_transaction(entries)
         if access is not None:
@@ -45,11 +47,11 @@ async def handle(server: Server, request: FhirRequest) -> FhirResponse:
                     await check_entry(access, entry, request.base_url)
                 except FhirError as error:
                     raise located(entry, error) from None
-        answers = await transaction.run(server, chosen, request.base_url, preference, access)
+        answers = await transaction.run(server, chosen, request.base_url, preference, access, source)
     else:
         if access is not None:
             entries = [await _checked(access, entry, request.base_url) for entry in entries]
-        answers = await batch.run(server, entries, request.base_url, preference, access)
+        answers = await batch.run(server, entries, request.base_url, preference, access, source)
     return FhirResponse(200, response_bundle(kind, answers))
 
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+from fhirlead import sources
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.interaction import conditions
 from fhirlead.interaction.incoming import advice, prepare
@@ -50,6 +51,7 @@ async def create(
         if found:
             return Outcome(200, found[0])
     resource["id"] = id_ or new_id()
+    sources.stamp(uow, resource)
     entries = prepare(server, resource, type_)
     version = await uow.write(type_, resource["id"], resource, entries, "POST", expected_version=0)
     return Outcome(201, version, created=True, issues=advice(resource, type_))
@@ -57,6 +59,6 @@ async def create(
 
 async def handle(server: Server, request: FhirRequest, type_: str) -> FhirResponse:
     resource = request.resource_body()
-    async with server.store.unit_of_work() as uow:
+    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
         outcome = await create(server, uow, type_, resource, request.header("if-none-exist"))
     return respond(request, outcome)

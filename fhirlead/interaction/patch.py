@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhirlead import fhirjson
+from fhirlead import fhirjson, sources
 from fhirlead.api.messages import JSON_PATCH, FhirRequest, FhirResponse
 from fhirlead.errors import FhirError, Issue, bad_request, not_found
 from fhirlead.interaction import conditions
@@ -49,6 +49,7 @@ async def patch(
         raise (bad_request(str(error)) if error.malformed else unprocessable(str(error))) from None
     if patched.get("resourceType") != type_ or patched.get("id") != id_:
         raise unprocessable("A patch may not change the resource's type or id", f"{type_}.id")
+    sources.stamp(uow, patched)
     try:
         entries = prepare(server, patched, type_)
     except FhirError as invalid:
@@ -63,7 +64,7 @@ async def patch(
 async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> FhirResponse:
     document = patch_document(request)
     if_match = expected_version(request.header("if-match"))
-    async with server.store.unit_of_work() as uow:
+    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
         outcome = await patch(server, uow, type_, id_, document, if_match)
     return respond(request, outcome)
 
@@ -71,7 +72,7 @@ async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> 
 async def handle_conditional(server: Server, request: FhirRequest, type_: str) -> FhirResponse:
     document = patch_document(request)
     if_match = expected_version(request.header("if-match"))
-    async with server.store.unit_of_work() as uow:
+    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
         found = await conditions.matches(server, uow, type_, request.params)
         if len(found) > 1:
             raise conditions.too_many(type_, request.params)

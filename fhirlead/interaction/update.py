@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhirlead import sources
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.errors import bad_request
 from fhirlead.interaction import conditions
@@ -34,6 +35,7 @@ async def update(
     if resource["id"] != id_:
         raise bad_request(f"The resource's id {shown(str(resource['id']))!r} must equal the id in the URL '{id_}'",
                           f"{type_}.id")
+    sources.stamp(uow, resource)
     entries = prepare(server, resource, type_)
     current = await uow.read(type_, id_)
     created = current is None or current.deleted
@@ -70,7 +72,7 @@ async def conditional_update(
 async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> FhirResponse:
     resource = request.resource_body()
     if_match = expected_version(request.header("if-match"))
-    async with server.store.unit_of_work() as uow:
+    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
         outcome = await update(server, uow, type_, id_, resource, if_match)
     return respond(request, outcome)
 
@@ -78,6 +80,6 @@ async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> 
 async def handle_conditional(server: Server, request: FhirRequest, type_: str) -> FhirResponse:
     resource = request.resource_body()
     if_match = expected_version(request.header("if-match"))
-    async with server.store.unit_of_work() as uow:
+    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
         outcome = await conditional_update(server, uow, type_, request.params, resource, if_match)
     return respond(request, outcome)

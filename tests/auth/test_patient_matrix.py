@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from fhirlead.auth.tokens import Authorization
 from tests.auth.flow import FHIR, seed
+from tests.tokens import bearer
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 LAB = f"patient/Observation.rs?category={CATEGORY}|laboratory"
@@ -75,14 +76,18 @@ async def test_reads_of_b_are_not_found(fhir: httpx.AsyncClient) -> None:
     assert (await fhir.get("Observation/oa-lab/_history/1")).status_code == 200
 
 
-async def test_searches_and_histories_hold_only_a(fhir: httpx.AsyncClient) -> None:
+async def test_searches_and_histories_hold_only_a(world: FastAPI, fhir: httpx.AsyncClient) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=world), base_url=FHIR,
+                                 headers=await bearer(world)) as system:
+        # the Provenance of the write of Patient/pa is in pa's compartment (docs/sources.md)
+        [provenance] = ids((await system.get("Provenance", params={"target": "Patient/pa"})).json())
     searches = {
         "Observation": {"Observation/oa-lab", "Observation/oa-vital"},
         "Observation?subject=Patient/pb": set(),
         "Patient": {"Patient/pa"},
         "Encounter": set(),
         "?_type=Observation,Patient": {"Observation/oa-lab", "Observation/oa-vital", "Patient/pa"},
-        "Patient/pa/*": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital"},
+        "Patient/pa/*": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance},
         "Observation?_include=Observation:has-member": {"Observation/oa-lab", "Observation/oa-vital"},
         "Patient?_revinclude=Observation:subject": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital"},
         "Observation?subject:Patient.name=Beta": set(),
@@ -98,7 +103,7 @@ async def test_searches_and_histories_hold_only_a(fhir: httpx.AsyncClient) -> No
         answer = await fhir.get(history)
         assert answer.status_code == 200
         assert not mentions_b(answer.text), history
-        assert ids(answer.json()) <= {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital"}
+        assert ids(answer.json()) <= {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance}
     assert (await fhir.get("Patient/pb/*")).status_code == 404
 
 

@@ -42,8 +42,10 @@ async def test_type_and_system_history_and_paging(client: httpx.AsyncClient) -> 
     assert [e["resource"]["id"] for e in third["entry"]] == ["p0"]
     assert "next" not in {link["relation"] for link in third["link"]}
     system = (await client.get("_history")).json()
-    assert [e["resource"]["resourceType"] for e in system["entry"]][:2] == ["Organization", "Patient"]
-    assert len(system["entry"]) == 6
+    # each write from the client is followed by its Provenance (docs/sources.md)
+    assert [e["resource"]["resourceType"] for e in system["entry"]][:4] == ["Provenance", "Organization",
+                                                                           "Provenance", "Patient"]
+    assert len(system["entry"]) == 12
 
 
 async def test_paging_is_stable_while_new_versions_are_written(client: httpx.AsyncClient) -> None:

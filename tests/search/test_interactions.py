@@ -119,7 +119,9 @@ async def test_system_search(data: httpx.AsyncClient) -> None:
     bundle = await search(data, "?_id=p1,o1&_type=Patient&_type=Observation")
     assert id_set(bundle) == {"Patient/p1", "Observation/o1"}
     bundle = await search(data, "?_lastUpdated=gt2000&_count=100")
-    assert len(ids(bundle)) == len(FIXTURES)
+    written = [found for found in ids(bundle) if not found.startswith("Provenance/")]
+    assert sorted(written) == sorted(f"{item['resourceType']}/{item['id']}" for item in FIXTURES)
+    assert len(ids(bundle)) == 2 * len(FIXTURES)  # and the Provenance of each write (docs/sources.md)
     bundle = await search(data, "?_type=Patient,Practitioner&name=chalmers")
     assert id_set(bundle) == {"Patient/p1", "Practitioner/pr1"}
     response = await data.post("_search", content="_id=e1", headers={"Content-Type": FORM})
@@ -139,12 +141,14 @@ async def test_compartment_search(data: httpx.AsyncClient) -> None:
     assert id_set(await search(data, "Patient/p1/Encounter")) == {"Encounter/e1"}
     assert id_set(await search(data, "Patient/p1/Patient")) == {"Patient/p1", "Patient/p2"}  # itself and link
     everything = await search(data, "Patient/p1/*?_count=50")
+    [provenance] = ids(await search(data, "Provenance?target=Patient/p1"))  # of the write of p1 (docs/sources.md)
     assert id_set(everything) == {
         "Patient/p1",
         "Patient/p2",
         "Observation/o1",
         "Observation/o2",
         "Encounter/e1",
+        provenance,
     }
     assert link(everything, "self") == f"{BASE}/Patient/p1/*?_count=50"
     await search(data, "Patient/p1/Practitioner", status=400)
