@@ -14,25 +14,20 @@ A completed or cancelled Task whose gap is open again is set back to requested (
   the Patient compartment, at the patients they belong to; for each that has an OPEN record it writes a
   job record (kind JOB, key the patient id, `pending` true) in the same unit of work: whatever path the
   data came by (REST, transaction, `fhirlead load`), the job commits with it or not at all.
-- The worker (in every `fhirlead serve`) takes pending jobs under a lease (kind LEASE, LEASE_SECONDS; a
-  job whose holder died is taken by another process after that), re-evaluates the patient's measures
+- The worker (`fhirlead.jobs.JobWorker`, in every `fhirlead serve`) takes pending jobs under a lease (a
+  job whose holder died is taken by another process), re-evaluates the patient's measures
   that have open gap Tasks, and completes each Task whose gap closed (`status` completed, `businessStatus`
   closed-gap, or not-applicable when the patient left the denominator, e.g. an exclusion was recorded;
   `output` the resources the evaluation used as evidence), in one unit of work with the OPEN
-  record's update. Then the job is marked done if nothing new arrived meanwhile (compare-and-set on its
-  revision, and expired at once so the list of jobs stays short; else it runs again). A stop at any
+  record's update. The job is done unless new data arrived meanwhile (then it runs again). A stop at any
   point leaves the job pending: it runs again, and a Task already completed is left as it is, so
   nothing is lost or counted twice.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
-import os
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +35,7 @@ from typing import Any
 from fhirlead import fhirjson
 from fhirlead.definitions import patient_compartment
 from fhirlead.errors import FhirError
+from fhirlead.jobs import Jobs, JobWorker
 from fhirlead.measure import live
 from fhirlead.measure.evaluate import measurement_period
 from fhirlead.measure.gaps import gap_status
@@ -48,18 +44,14 @@ from fhirlead.search.collect import all_matches
 from fhirlead.server import Server
 from fhirlead.storage.observed import Written
 from fhirlead.storage.port import UnitOfWork, VersionConflict
-from fhirlead.storage.records import RecordConflict
 
 log = logging.getLogger(__name__)
 
 GAP_SYSTEM = "http://fhirlead.org/fhir/care-gap"  # Task.identifier: "<patient>|<measure url>|<start>/<end>"
 CAREGAP = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CAREGAP", "display": "Care Gaps"}
 OPEN = "care-gap-open"  # records: patient id -> {"tasks": n} while the patient has open gap Tasks
-JOB = "care-gap-recheck"  # records: patient id -> {"pending": bool}
-LEASE = "care-gap-lease"  # records: patient id -> {"owner": ...}, expiring
-LEASE_SECONDS = 120.0
-POLL_SECONDS = 5.0
-STOP_SECONDS = 10.0
+JOB = "care-gap-recheck"  # durable jobs (fhirlead.jobs): patient id -> {"pending": bool}
+JOBS = Jobs(JOB)
 NOT_EVIDENCE = ("AuditEvent", "Provenance", "Task")  # what the server writes about the record, not clinical data
 OPEN_STATUSES = ("requested", "received", "accepted", "ready", "in-progress", "on-hold")
 
@@ -133,79 +125,18 @@ def observer(server: Server) -> Any:
         for patient in sorted(patients):
             record = await uow.get_record(OPEN, patient)  # in the transaction: no wait on another connection
             if record is not None and record.doc.get("open"):
-                await uow.put_record(JOB, patient, {"pending": True})
+                await JOBS.enqueue(uow, patient)
 
     return note_new_evidence
 
 
 # -- the worker ------------------------------------------------------------------------------------
 
-class GapRecheckWorker:
-    """Takes pending re-evaluation jobs (see the module doc); one loop per server process."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.owner = f"{os.getpid()}-{id(self)}"
-        self.wake = asyncio.Event()
-        self.stopping = False
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        store = self.server.store
-        if hasattr(store, "committed"):  # wake at once after a commit that may have recorded a job
-            compartment = patient_compartment()
-            store.committed.append(lambda written: self.wake.set() if any(
-                w.type_ in compartment and w.type_ not in NOT_EVIDENCE for w in written) else None)
-        self.task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        """Let the current round finish (STOP_SECONDS at most, then cancel it: its job stays pending)."""
-        self.stopping = True
-        self.wake.set()
-        if self.task is None:
-            return
-        try:
-            async with asyncio.timeout(STOP_SECONDS):
-                await asyncio.shield(self.task)
-        except TimeoutError:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-    async def run(self) -> None:
-        while not self.stopping:
-            try:
-                await self.run_once()
-            except Exception as error:  # a store hiccup must not end the loop; the job stays pending
-                log.warning("care-gap re-evaluation failed (%s); it will be retried", type(error).__name__)
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self.wake.wait()
-            self.wake.clear()
-
-    async def run_once(self) -> int:
-        """Every pending job this process can lease; how many were done."""
-        records = self.server.store.records
-        done = 0
-        for job in await records.list(JOB):
-            if not job.doc.get("pending") or self.stopping:
-                continue
-            try:
-                await records.put(LEASE, job.key, {"owner": self.owner}, expires=time.time() + LEASE_SECONDS,
-                                  expected_rev=0)
-            except RecordConflict:
-                continue  # another process holds it
-            try:
-                await recheck(self.server, job.key)
-                with contextlib.suppress(RecordConflict):  # new data meanwhile: it runs again
-                    # done: expired at once, so the list of jobs holds only pending ones (a later job for the
-                    # patient writes the record live again; the auth service purges expired records)
-                    await records.put(JOB, job.key, {"pending": False}, expected_rev=job.rev, expires=time.time())
-                done += 1
-            finally:
-                await records.delete(LEASE, job.key)
-        return done
+def worker(server: Server) -> JobWorker:
+    """Runs the re-evaluation jobs (`fhirlead.jobs`): woken by commits that wrote clinical data."""
+    compartment = patient_compartment()
+    return JobWorker(server, JOBS, recheck, lambda written: any(
+        w.type_ in compartment and w.type_ not in NOT_EVIDENCE for w in written))
 
 
 async def recheck(server: Server, patient_id: str) -> None:
@@ -257,4 +188,4 @@ async def recheck(server: Server, patient_id: str) -> None:
 
 def register(registry: Any) -> None:
     registry.add_write_observer(observer)
-    registry.add_worker(GapRecheckWorker)
+    registry.add_worker(worker)
