@@ -112,8 +112,12 @@ async def of(server: Server, request: FhirRequest) -> Source | None:
 def _given(header: str | None) -> dict[str, Any] | None:
     if header is None:
         return None
+    try:  # HTTP header values arrive as latin-1 text: their bytes are the client's UTF-8 JSON
+        raw = header.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = header.encode()
     try:
-        given = fhirjson.loads_untrusted(header.encode())
+        given = fhirjson.loads_untrusted(raw)
     except (fhirjson.TooDeep, fhirjson.DuplicateKey, fhirjson.JsonError) as error:
         raise bad_request(f"The X-Provenance header is not a JSON Provenance: {error}") from None
     if not isinstance(given, dict) or given.get("resourceType") != "Provenance":
@@ -238,9 +242,11 @@ class SourcedUnit:
     def _given(self, server: Server, written: list[tuple[ResourceVersion, str | None]],
                recorded: str) -> tuple[str, str, dict[str, Any], IndexEntries]:
         """The client's own Provenance (X-Provenance), targeting what was written, checked like any write."""
-        provenance = {**(self.source.given or {}),
-                      "target": [{"reference": f"{version.type}/{version.id}/_history/{version.version}"}
-                                 for version, _origin in written]}
+        given = self.source.given or {}
+        provenance = {**given, "target": [{"reference": f"{version.type}/{version.id}/_history/{version.version}"}
+                                          for version, _origin in written]}
+        if isinstance(given.get("meta"), dict):
+            provenance["meta"] = dict(given["meta"])  # each copy its own (a batch stores one per entry)
         provenance.setdefault("recorded", recorded)
         provenance.pop("id", None)
         stamp(self, provenance)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhirlead import fhirjson, parameters
+from fhirlead import fhirjson, parameters, sources
 from fhirlead.api.messages import FhirResponse
 from fhirlead.errors import FhirError, Issue, not_found, operation_outcome
 from fhirlead.interaction import conditions
@@ -192,6 +192,7 @@ class WholeGroup(AttributionList):
             group["quantity"] = len(elements)
         if fhirjson.dumps(group) == self.version.body:
             return None
+        sources.stamp(uow, group)
         entries = prepare(server, group, "Group")
         return await uow.write("Group", self.version.id, group, entries, "PUT", expected_version=self.version.version)
 
@@ -226,12 +227,15 @@ class MemberRows(AttributionList):
             return None
         if "quantity" in self.head:
             self.head["quantity"] += len(self.added) - len(self.removed)
+        sourced = "source" not in self.head.get("meta", {})
+        sources.stamp(uow, self.head)
+        sourced = sourced and "source" in self.head.get("meta", {})  # the head's `_source` index changes
         server.validator.check(self.head, "Group")
         member_of = server.extractor.extract_member
         for element in [*self.replaced.values(), *self.added]:
             server.validator.check({"resourceType": "Group", "type": "person", "actual": True,
                                     "member": [element]}, "Group")
-        unchanged = without_meta(fhirjson.loads(self.before)) == without_meta(self.head)
+        unchanged = not sourced and without_meta(fhirjson.loads(self.before)) == without_meta(self.head)
         return await uow.change_group_members(
             self.version.id, self.head, None if unchanged else server.extractor.extract_group(self.head).head,
             self.removed, [(key, e, member_of(e)) for key, e in self.replaced.items()],
@@ -267,7 +271,7 @@ async def change(call: OperationCall, edit: Callable[[AttributionList, UnitOfWor
     server, request = call.server, call.request
     for attempt in range(ATTEMPTS):
         try:
-            async with server.store.unit_of_work() as uow:
+            async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
                 attribution = await load(server, uow, call.id_ or "", request.base_url)
                 said = await edit(attribution, uow)
                 version = await attribution.save(server, uow) or attribution.version

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 
 from fhirlead.sources import client_uri
 from tests.bundle.helpers import bundle, count, entry, json_patch, location_reference, post_bundle, statuses
@@ -120,3 +121,21 @@ async def test_each_batch_entry_gets_its_own_provenance(client: httpx.AsyncClien
     assert sorted(item["target"][0]["reference"] for item in server_made) == sorted(written[:2])
     assert all(len(item["target"]) == 1 for item in server_made)
     assert len(found) == 3
+
+
+async def test_x_provenance_on_a_bundle(client: httpx.AsyncClient) -> None:
+    own = {"resourceType": "Provenance", "recorded": "2026-02-03T04:05:06Z", "meta": {"tag": [{"code": "feed"}]},
+           "agent": [{"who": {"display": "Northside EHR"}}]}
+    header = {"X-Provenance": orjson.dumps(own).decode()}
+    answer = await post_bundle(client, bundle("transaction", entry("POST", "Patient", patient()),
+                                              entry("POST", "Observation", observation())), **header)
+    assert answer.status_code == 200, answer.text
+    [stored] = await provenances(client)
+    assert [target["reference"] for target in stored["target"]] == versioned(answer)
+    assert stored["agent"] == own["agent"] and stored["meta"]["tag"] == own["meta"]["tag"]
+    answer = await post_bundle(client, bundle("batch", entry("PUT", "Patient/b1", patient("b1")),
+                                              entry("PUT", "Patient/b2", patient("b2"))), **header)
+    assert answer.status_code == 200, answer.text
+    found = (await provenances(client))[1:]
+    assert [item["target"] for item in found] == [[{"reference": reference}] for reference in versioned(answer)]
+    assert all(item["agent"] == own["agent"] for item in found)

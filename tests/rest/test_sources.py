@@ -86,6 +86,10 @@ async def test_each_create_update_and_patch_gets_a_provenance_of_its_version(cli
     found = await provenances(client, reference)
     assert [item["target"] for item in found] == [[{"reference": f"{reference}/_history/{n}"}] for n in (1, 2, 3)]
     assert [item["activity"]["coding"][0]["code"] for item in found] == ["CREATE", "UPDATE", "UPDATE"]
+    included = (await client.get("Observation", params={"_id": created["id"],
+                                                         "_revinclude": "Provenance:target"})).json()
+    assert sorted(item["resource"]["id"] for item in included["entry"]) == sorted(
+        [created["id"], *(item["id"] for item in found)])
     # a conditional create that finds its match, and a delete, write no Provenance
     assert (await create(client, observation(), **{"If-None-Exist": f"_id={created['id']}"})).status_code == 200
     assert (await client.delete(reference)).status_code == 200
@@ -161,6 +165,12 @@ async def test_x_provenance_is_stored_instead_of_the_servers(client: httpx.Async
         assert refused.status_code == 400, refused.text
     assert (await client.get("Observation", params={"_summary": "count"})).json()["total"] == 1
     assert len(await provenances(client)) == 1
+    # UTF-8 in the header (its bytes, as HTTP carries them)
+    named = {**own, "reason": [{"text": "Überweisung, Zürich"}]}
+    accepted = await client.post("Observation", content=orjson.dumps(observation()),
+                                 headers={"Content-Type": FHIR_JSON, "X-Provenance": orjson.dumps(named)})
+    assert accepted.status_code == 201, accepted.text
+    assert (await provenances(client))[-1]["reason"] == named["reason"]
 
 
 async def test_a_user_who_wrote_is_the_enterer(app: FastAPI, client: httpx.AsyncClient) -> None:
