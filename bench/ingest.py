@@ -15,6 +15,11 @@ Scenarios, each on a fresh SQLite file:
 - `http-cN`: the same from N clients at once (`--concurrency`, default 4 and 16), as an EHR pushing in
   parallel does: concurrent transactions share commits (group commit);
 - `load`: `fhirlead load DIR` in a subprocess, as a user runs it.
+
+With authorization on (the server's default; `FHIRLEAD_AUTH=off` for none), the HTTP scenarios post as
+a registered Backend Services client with a `system/*.cruds` token, as an EHR integration does: every
+Bundle then also gets its sources recorded (meta.source, and a Provenance per transaction:
+docs/sources.md) and its AuditEvent. `--scenarios http http-c4` runs a subset.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 
 from fhirlead.api.app import create_app
+from fhirlead.auth.registry import Client, hash_secret
 from fhirlead.settings import Settings
 
 BASE = "http://bench/fhir"
@@ -86,6 +93,8 @@ async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int,
     transport = httpx.ASGITransport(app=app)
     headers = {"Content-Type": "application/fhir+json"}
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        if app.state.server.auth is not None:
+            headers["Authorization"] = f"Bearer {await bench_token(app, client)}"
         warm = await client.post("", content=bodies[0], headers=headers)
         assert warm.status_code == 200, warm.text[:500]
         queue = iter(bodies[1:])
@@ -102,6 +111,17 @@ async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int,
         started = time.perf_counter()
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         return resources, time.perf_counter() - started
+
+
+async def bench_token(app: Any, client: httpx.AsyncClient) -> str:
+    """A `system/*.cruds` token of a Backend Services client registered for the run (client_secret_basic)."""
+    secret = "bench-ingest-secret-" + uuid.uuid4().hex
+    await app.state.server.auth.registry.save_client(Client("bench-ingest", "Bench ingest feed", ["system/*.cruds"],
+                                                            secret_hash=hash_secret(secret)))
+    answer = await client.post(BASE.removesuffix("/fhir") + "/auth/token", auth=("bench-ingest", secret),
+                               data={"grant_type": "client_credentials", "scope": "system/*.cruds"})
+    answer.raise_for_status()
+    return answer.json()["access_token"]
 
 
 def with_load(folder: Path, db: Path) -> tuple[str, float]:
@@ -124,11 +144,14 @@ def main() -> None:
     parser.add_argument("--store-dir", type=Path, default=Path("bench/results"))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16],
                         help="clients of the concurrent HTTP scenarios")
+    parser.add_argument("--scenarios", nargs="+", help="run only these (http, http-cN, load)")
     args = parser.parse_args()
     folder = args.store_dir / "ingest-bundles"
     paths = data_set(args.resources, args.distinct, folder)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, {len(paths)} Bundles")
     for scenario in ("http", *(f"http-c{clients}" for clients in args.concurrency), "load"):
+        if args.scenarios and scenario not in args.scenarios:
+            continue
         db = args.store_dir / f"ingest-{scenario}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
