@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ async def patient_match(call: OperationCall) -> FhirResponse:
     call.server.validator.check(patient, "Patient")
     only_certain = _boolean(params.one("onlyCertainMatches"), "onlyCertainMatches")
     count = _count(params.one("count"))
-    candidates = await find_candidates(call, patient)
+    candidates = await find_candidates(call.server, patient, admit(call))
     wanted = demographics.of(patient)
     scored = await asyncio.to_thread(
         lambda: [(m, c) for c in candidates if (m := match(wanted, demographics.of(c))).grade != "certainly-not"])
@@ -65,10 +66,9 @@ async def patient_match(call: OperationCall) -> FhirResponse:
     return FhirResponse(200, bundle)
 
 
-async def find_candidates(call: OperationCall, patient: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stored Patients in any block of `patient` that the caller may read (each once)."""
-    server = call.server
-    visible = admit(call)
+async def find_candidates(server: Any, patient: dict[str, Any],
+                          visible: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+    """The stored Patients in any block of `patient` (each once) that `visible` admits (None: all)."""
     found: dict[str, dict[str, Any]] = {}
     for block in blocking.searches(demographics.of(patient), patient):
         query = parse_search(server.search, ("Patient",), block, default_count=blocking.BLOCK_LIMIT,

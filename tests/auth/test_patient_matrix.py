@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from fhirlead.auth.tokens import Authorization
 from tests.auth.flow import FHIR, seed
+from tests.persons import persons_of
 from tests.tokens import bearer
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -81,13 +82,15 @@ async def test_searches_and_histories_hold_only_a(world: FastAPI, fhir: httpx.As
                                  headers=await bearer(world)) as system:
         # the Provenance of the write of Patient/pa is in pa's compartment (docs/sources.md)
         [provenance] = ids((await system.get("Provenance", params={"target": "Patient/pa"})).json())
+        # and the Person linking Patient/pa is too, once linked (docs/identity.md)
+        person = (await persons_of(system, "Patient/pa"))["Patient/pa"]
     searches = {
         "Observation": {"Observation/oa-lab", "Observation/oa-vital"},
         "Observation?subject=Patient/pb": set(),
         "Patient": {"Patient/pa"},
         "Encounter": set(),
         "?_type=Observation,Patient": {"Observation/oa-lab", "Observation/oa-vital", "Patient/pa"},
-        "Patient/pa/*": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance},
+        "Patient/pa/*": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance, person},
         "Observation?_include=Observation:has-member": {"Observation/oa-lab", "Observation/oa-vital"},
         "Patient?_revinclude=Observation:subject": {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital"},
         "Observation?subject:Patient.name=Beta": set(),
@@ -103,7 +106,7 @@ async def test_searches_and_histories_hold_only_a(world: FastAPI, fhir: httpx.As
         answer = await fhir.get(history)
         assert answer.status_code == 200
         assert not mentions_b(answer.text), history
-        assert ids(answer.json()) <= {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance}
+        assert ids(answer.json()) <= {"Patient/pa", "Observation/oa-lab", "Observation/oa-vital", provenance, person}
     assert (await fhir.get("Patient/pb/*")).status_code == 404
 
 

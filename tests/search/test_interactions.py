@@ -10,6 +10,7 @@ import pytest
 
 from fhirlead.errors import FhirError
 from fhirlead.search import conditional
+from tests.persons import persons_of
 from tests.search.conftest import BASE, FHIR_JSON, id_set, ids, link, search, seed
 
 FORM = "application/x-www-form-urlencoded"
@@ -118,10 +119,13 @@ async def test_system_search(data: httpx.AsyncClient) -> None:
     assert id_set(bundle) == {"Patient/p1", "Practitioner/pr1"}
     bundle = await search(data, "?_id=p1,o1&_type=Patient&_type=Observation")
     assert id_set(bundle) == {"Patient/p1", "Observation/o1"}
+    persons = set((await persons_of(data, "Patient/p1", "Patient/p2")).values())  # docs/identity.md
     bundle = await search(data, "?_lastUpdated=gt2000&_count=100")
-    written = [found for found in ids(bundle) if not found.startswith("Provenance/")]
+    written = [found for found in ids(bundle) if not found.startswith(("Provenance/", "Person/"))]
     assert sorted(written) == sorted(f"{item['resourceType']}/{item['id']}" for item in FIXTURES)
-    assert len(ids(bundle)) == 2 * len(FIXTURES)  # and the Provenance of each write (docs/sources.md)
+    assert {found for found in ids(bundle) if found.startswith("Person/")} == persons
+    # and the Provenance of each write (docs/sources.md)
+    assert len(ids(bundle)) == 2 * len(FIXTURES) + len(persons)
     bundle = await search(data, "?_type=Patient,Practitioner&name=chalmers")
     assert id_set(bundle) == {"Patient/p1", "Practitioner/pr1"}
     response = await data.post("_search", content="_id=e1", headers={"Content-Type": FORM})
@@ -142,6 +146,8 @@ async def test_compartment_search(data: httpx.AsyncClient) -> None:
     assert id_set(await search(data, "Patient/p1/Patient")) == {"Patient/p1", "Patient/p2"}  # itself and link
     everything = await search(data, "Patient/p1/*?_count=50")
     [provenance] = ids(await search(data, "Provenance?target=Patient/p1"))  # of the write of p1 (docs/sources.md)
+    person = (await persons_of(data, "Patient/p1"))["Patient/p1"]  # linking p1 (docs/identity.md)
+    everything = await search(data, "Patient/p1/*?_count=50")
     assert id_set(everything) == {
         "Patient/p1",
         "Patient/p2",
@@ -149,6 +155,7 @@ async def test_compartment_search(data: httpx.AsyncClient) -> None:
         "Observation/o2",
         "Encounter/e1",
         provenance,
+        person,
     }
     assert link(everything, "self") == f"{BASE}/Patient/p1/*?_count=50"
     await search(data, "Patient/p1/Practitioner", status=400)

@@ -1,0 +1,153 @@
+"""Every Patient record belongs to a person: linking on create and update (docs/identity.md).
+
+A person is an R4 `Person` whose `link`s are the Patient records of that one human being, from any
+source; `link.assurance` level3 for a link the server made (a certain match, or the person's first
+record), level4 for one a data steward confirmed. Each Patient record is linked from exactly one Person.
+
+When a Patient is created, updated or deleted (by any path: REST, transaction, `fhirlead load`), a write
+observer records a linking job for it in the same commit (`fhirlead.jobs`); the worker then
+- reads the record and finds its candidates (`Patient/$match`'s blocking and scoring);
+- a record not yet linked joins the Person of its best **certain** match, or a new Person of its own;
+- a record already linked stays where it is; a certain match in another Person, and every **probable**
+  match outside its Person, becomes a review Task for a data steward (`code` review-match, `focus` the
+  record, `input` the candidate, its grade, score and evidence), once per pair; pairs a steward has
+  decided are not proposed again (records of kind `identity-decision`);
+- a deleted record's link is removed (a Person left without links becomes inactive).
+Probable matches are never linked automatically. A stop at any point leaves the job pending; the job is
+idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from fhirlead import fhirjson
+from fhirlead.identity import demographics
+from fhirlead.identity.score import Match, match
+from fhirlead.jobs import Jobs, JobWorker
+from fhirlead.operations.match import find_candidates
+from fhirlead.search.collect import all_matches
+from fhirlead.server import Server
+from fhirlead.storage.observed import Written
+from fhirlead.storage.port import UnitOfWork
+
+JOBS = Jobs("identity-link")
+DECISION = "identity-decision"  # records: "<patient id>|<patient id>" (sorted) -> {"same": bool}
+IDENTITY_SYSTEM = "http://fhirlead.org/fhir/CodeSystem/identity"
+REVIEW = {"system": IDENTITY_SYSTEM, "code": "review-match", "display": "Review a possible patient match"}
+AUTOMATIC, CONFIRMED = "level3", "level4"
+
+
+def pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+def review_task_id(a: str, b: str) -> str:
+    return "match-review-" + hashlib.sha256(pair_key(a, b).encode()).hexdigest()[:40]
+
+
+def observer(server: Server) -> Any:
+    async def note_patient_writes(uow: UnitOfWork, written: Sequence[Written]) -> None:
+        for patient_id in sorted({w.id_ for w in written if w.type_ == "Patient"}):
+            await JOBS.enqueue(uow, patient_id)
+
+    return note_patient_writes
+
+
+def worker(server: Server) -> JobWorker:
+    return JobWorker(server, JOBS, link, lambda written: any(w.type_ == "Patient" for w in written))
+
+
+async def persons_linking(server: Server, patient_id: str) -> list[dict[str, Any]]:
+    return [fhirjson.loads(v.body or b"{}") for v in await all_matches(
+        server.store, server.search, "Person", [("link", f"Patient/{patient_id}")])]
+
+
+async def link(server: Server, patient_id: str) -> None:
+    """The linking job of one Patient record (see the module doc)."""
+    reference = f"Patient/{patient_id}"
+    version = await server.store.read("Patient", patient_id)
+    current = await persons_linking(server, patient_id)
+    if version is None or version.body is None:
+        async with server.store.unit_of_work() as uow:
+            for person in current:
+                await unlink(server, uow, person, reference)
+        return
+    patient = fhirjson.loads(version.body)
+    wanted = demographics.of(patient)
+    graded = [(found, candidate) for candidate in await find_candidates(server, patient)
+              if candidate.get("id") != patient_id
+              and (found := match(wanted, demographics.of(candidate))).grade in ("certain", "probable")]
+    graded.sort(key=lambda item: (item[0].grade != "certain", -item[0].total))
+    decided = {key: record.doc.get("same") for item in graded
+               if (record := await server.store.records.get(DECISION, key := pair_key(
+                   patient_id, str(item[1].get("id"))))) is not None}
+    graded = [item for item in graded if pair_key(patient_id, str(item[1].get("id"))) not in decided]
+    home = current[0] if current else None
+    async with server.store.unit_of_work() as uow:
+        if home is None:
+            certain = [candidate for found, candidate in graded if found.grade == "certain"]
+            joined = (await persons_linking(server, str(certain[0]["id"])))[:1] if certain else []
+            home = joined[0] if joined else new_person(patient)
+            await add_link(server, uow, home, reference, AUTOMATIC)
+        mine = {entry.get("target", {}).get("reference") for entry in home.get("link") or ()}
+        for found, candidate in graded:
+            other = f"Patient/{candidate.get('id')}"
+            if other not in mine:
+                await propose_review(server, uow, reference, other, found)
+
+
+def new_person(patient: dict[str, Any]) -> dict[str, Any]:
+    person: dict[str, Any] = {"resourceType": "Person", "id": f"person-{uuid.uuid4()}", "active": True}
+    for field in ("name", "telecom", "gender", "birthDate", "address"):
+        if field in patient:
+            person[field] = patient[field]
+    return person
+
+
+async def add_link(server: Server, uow: UnitOfWork, person: dict[str, Any], reference: str, assurance: str) -> None:
+    links = [entry for entry in person.get("link") or () if entry.get("target", {}).get("reference") != reference]
+    person = {**person, "active": True, "link": [*links, {"target": {"reference": reference}, "assurance": assurance}]}
+    await save(server, uow, person)
+
+
+async def unlink(server: Server, uow: UnitOfWork, person: dict[str, Any], reference: str) -> None:
+    links = [entry for entry in person.get("link") or () if entry.get("target", {}).get("reference") != reference]
+    person = {**person, "link": links} if links else {**{k: v for k, v in person.items() if k != "link"},
+                                                      "active": False}
+    await save(server, uow, person)
+
+
+async def save(server: Server, uow: UnitOfWork, person: dict[str, Any]) -> None:
+    """Write the Person, on the version it was read at (a concurrent change fails the job: it runs again)."""
+    version = person.get("meta", {}).get("versionId")
+    await uow.write("Person", person["id"], person, server.extractor.extract(person), "PUT",
+                    expected_version=int(version) if version else 0)
+
+
+async def propose_review(server: Server, uow: UnitOfWork, record: str, candidate: str, found: Match) -> None:
+    """A review Task for a data steward, once per pair of records (left as it is once it exists)."""
+    id_ = review_task_id(record, candidate)
+    if await uow.read("Task", id_) is not None:
+        return
+    task = {
+        "resourceType": "Task", "id": id_, "status": "requested", "intent": "proposal",
+        "code": {"coding": [REVIEW]},
+        "description": f"{record} and {candidate} may be records of the same person ({found.grade} match)",
+        "focus": {"reference": record}, "for": {"reference": record},
+        "authoredOn": datetime.now(UTC).isoformat(timespec="seconds"),
+        "input": [{"type": {"text": "candidate"}, "valueReference": {"reference": candidate}},
+                  {"type": {"text": "match-grade"}, "valueCode": found.grade},
+                  {"type": {"text": "score"}, "valueDecimal": found.score},
+                  {"type": {"text": "evidence"}, "valueString": found.explain()}],
+    }
+    await uow.write("Task", id_, task, server.extractor.extract(task), "PUT")
+
+
+def register(registry: Any) -> None:
+    registry.add_write_observer(observer)
+    registry.add_worker(worker)
