@@ -97,11 +97,14 @@ async def _client_source(server: Server, client_id: str) -> _ClientSource:
 
 async def of(server: Server, request: FhirRequest) -> Source | None:
     """The source of a write request: its SMART client (none without authorization), and the client's
-    own Provenance if it sent one in `X-Provenance`. None: nothing to set, nothing to record."""
+    own Provenance if it sent one in `X-Provenance` (which its token must allow it to create). None:
+    nothing to set, nothing to record."""
     given = _given(request.header(HEADER))
     grant = getattr(request.access, "grant", None)
     if grant is None or server.auth is None:
         return None if given is None else Source(None, (), False, given)
+    if given is not None:
+        request.access.require("Provenance", "c")  # storing the client's own Provenance is its create (403)
     client = await _client_source(server, grant.client_id)
     agents: tuple[dict[str, Any], ...] = (client.agent,)
     if grant.fhir_user:

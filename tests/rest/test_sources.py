@@ -246,3 +246,20 @@ async def test_the_cli_registers_a_clients_source(app: FastAPI, settings: Settin
         code, _ = await run_cli(monkeypatch, ["clients", "add", *store, "--client-id", "bad", "--secret-stdin",
                                               "--scope", "system/*.cruds", *bad], "a-secret-of-some-length\n")
         assert code == 2
+
+
+async def test_x_provenance_needs_a_token_that_may_create_provenance(app: FastAPI, client: httpx.AsyncClient) -> None:
+    await system_token(app, client_id="observations-only")
+    token = await app.state.server.auth.tokens.access_token(
+        Authorization("observations-only", "system/Observation.cruds", "observations-only"),
+        "http://testserver/auth", BASE)
+    own = {"resourceType": "Provenance", "recorded": "2026-03-01T10:00:00Z", "agent": [{"who": {"display": "x"}}]}
+    refused = await client.post("Observation", json=observation(), headers={
+        "Content-Type": FHIR_JSON, "Authorization": f"Bearer {token}", "X-Provenance": orjson.dumps(own).decode()})
+    assert refused.status_code == 403, refused.text
+    assert (await client.get("Observation", params={"_summary": "count"})).json()["total"] == 0
+    # without the header the same token writes, and the server records the Provenance
+    accepted = await client.post("Observation", json=observation(), headers={
+        "Content-Type": FHIR_JSON, "Authorization": f"Bearer {token}"})
+    assert accepted.status_code == 201
+    assert len(await provenances(client)) == 1
