@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhirlead import fhirjson
+from fhirlead import fhirjson, sources
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", default=Settings().store, help="store URL (FHIRLEAD_STORE)")
     parser.add_argument("--reload", action="store_true",
                         help="load everything again, even Bundles/chunks the load journal says are loaded")
+    parser.add_argument("--source", help="the URI of the system the files come from: meta.source of what has none, "
+                                         "and a Provenance per Bundle/chunk (docs/sources.md); default: neither")
+    parser.add_argument("--organization", help="Organization/ID those Provenance name as agent (with --source)")
     parser.set_defaults(run=run)
 
 
@@ -65,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print("fhirlead load: no .json or .ndjson files found", file=sys.stderr)
         return 2
-    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload))
+    if args.organization and not args.source:
+        print("fhirlead load: --organization needs --source", file=sys.stderr)
+        return 2
+    source = sources.of_operator(args.source, args.organization) if args.source else None
+    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload,
+                                    source=source))
     report.print_summary(sys.stderr)
     return 1 if report.failures else 0
 
@@ -161,11 +169,12 @@ class Progress:
 
 
 async def load_files(settings: Settings, files: list[Path], progress: Progress | None = None,
-                     *, reload: bool = False) -> Report:
-    """Load `files`; units the load journal lists are skipped (counted in the Report) unless `reload`."""
+                     *, reload: bool = False, source: sources.Source | None = None) -> Report:
+    """Load `files`; units the load journal lists are skipped (counted in the Report) unless `reload`.
+    With a `source`, what is written gets its meta.source and a Provenance per unit (docs/sources.md)."""
     server = await Server.start(settings)
     report = Report()
-    loader = Loader(server, report, reload=reload)
+    loader = Loader(server, report, reload=reload, source=source)
     try:
         for path in files:
             report.files += 1
@@ -211,8 +220,9 @@ class Loader:
     them all (within one run, both are loaded, as before the journal existed).
     """
 
-    def __init__(self, server: Server, report: Report, *, reload: bool = False) -> None:
-        self.server, self.report, self.reload = server, report, reload
+    def __init__(self, server: Server, report: Report, *, reload: bool = False,
+                 source: sources.Source | None = None) -> None:
+        self.server, self.report, self.reload, self.source = server, report, reload, source
         self.pending: list[tuple[Unit, list[Entry]]] = []
         self.size = 0
 
@@ -250,9 +260,11 @@ class Loader:
 
     async def commit(self, pending: list[tuple[Unit, list[Entry]]]) -> None:
         """Write the units and their journal records in one unit of work; count them once committed."""
-        async with self.server.store.unit_of_work() as uow:
+        async with sources.unit_of_work(self.server, self.source) as uow:
             for unit, entries in pending:
                 await transaction.write(self.server, uow, entries, "", "minimal")
+                if isinstance(uow, sources.SourcedUnit):
+                    await uow.record(self.server)  # this unit's Provenance (a commit holds several)
                 if unit.key:
                     where = f"{unit.path}:{unit.lines}" if unit.lines else str(unit.path)
                     await uow.put_record(JOURNAL, unit.key, {"where": where, "resources": len(written(entries))})

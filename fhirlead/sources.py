@@ -112,6 +112,14 @@ async def of(server: Server, request: FhirRequest) -> Source | None:
     return Source(client.uri, agents, client.record and given is None, given)
 
 
+def of_operator(uri: str, organization: str | None = None) -> Source:
+    """The source of data an operator loads (`fhirlead load --source URI [--organization ...]`): the
+    agent is the organisation, else the source system itself (its URI as an identifier)."""
+    who: dict[str, Any] = ({"reference": organization} if organization
+                           else {"identifier": {"system": URI_SYSTEM, "value": uri}})
+    return Source(uri, ({"type": TRANSMITTER, "who": who},), True)
+
+
 def _given(header: str | None) -> dict[str, Any] | None:
     if header is None:
         return None
@@ -212,8 +220,10 @@ class SourcedUnit:
         return version
 
     async def record(self, server: Server) -> None:
-        """Write the Provenance of what this unit wrote (before it commits, so with it)."""
+        """Write the Provenance of what this unit wrote so far (called before it commits, so they commit
+        together; `fhirlead load` calls it after each Bundle of a commit that holds several)."""
         written = [item for item in self.written if item[0].reference not in self.covered]
+        self.written, self.covered = [], set()
         if not written:
             return
         recorded = clock.instant(clock.now())
