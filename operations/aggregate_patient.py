@@ -1,0 +1,163 @@
+"""`Patient/[id]/$aggregate-patient` (fhirlead; profiles/identity/OperationDefinition-aggregate-patient.json):
+one person's record from every source, merged (docs/identity.md).
+
+`id` may name any Patient record of the person; the person is the `Person` linking it
+(`operations.identity_links`; a record not yet linked is a person of one record). The answer is a
+`collection` Bundle: first the merged Patient (id: the Person's; demographics by the survivorship rules
+of `fhirlead.identity.aggregate`; `link` to every source record), then every resource of the person's
+records' Patient compartments (AuditEvent, Provenance and Person aside) with the same fact reported by
+several sources once, and for each such fact a Provenance naming every source resource (`entity`,
+role source) and source system (`agent`). References to the source records point at the merged Patient
+(`Patient/<person id>`), and references to a duplicate at the copy that was kept.
+
+Parameters (GET or POST): `_since` (only resources updated at or after this instant), `_type`
+(comma-separated types), `start`/`end` (only resources whose clinical date falls in the range; undated
+ones are kept), `source` (only records and resources whose `meta.source` is this URI). The caller needs
+read access to Patients; only what the token may read is aggregated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fhirlead import fhirjson, parameters
+from fhirlead.api.messages import FhirResponse
+from fhirlead.clock import instant, now
+from fhirlead.definitions import patient_compartment
+from fhirlead.errors import bad_request, not_found
+from fhirlead.identity.aggregate import (
+    clinical_date,
+    duplicate_groups,
+    merged_patient,
+    ranked,
+    rewrite_references,
+)
+from fhirlead.interaction.search_compartment import membership
+from fhirlead.operations.evaluate_measure import admit
+from fhirlead.operations.identity_links import persons_linking
+from fhirlead.operations.match import authorize as patient_reader
+from fhirlead.plugins import Operation, OperationCall, OperationRegistry
+from fhirlead.search.query import SearchQuery
+
+NAME = "aggregate-patient"
+DEFINITION = fhirjson.loads((Path(__file__).resolve().parent.parent / "profiles" / "identity"
+                             / "OperationDefinition-aggregate-patient.json").read_bytes())
+LEFT_OUT = ("AuditEvent", "Provenance", "Person")
+PAGE = 1000
+
+
+async def aggregate_patient(call: OperationCall) -> FhirResponse:
+    params = parameters.read(call.request, DEFINITION)
+    types = _types(params.one("_type"))
+    since, start, end, source = params.one("_since"), params.one("start"), params.one("end"), params.one("source")
+    server, visible = call.server, admit(call)
+    version = await server.store.read("Patient", call.id_ or "")
+    named = fhirjson.loads(version.body) if version is not None and version.body else None
+    if named is None or (visible is not None and not visible(named)):
+        raise not_found(f"Patient/{call.id_} is not known")
+    persons = await persons_linking(server, str(call.id_))
+    person_id = persons[0]["id"] if persons else str(call.id_)
+    references = [e["target"]["reference"] for p in persons[:1] for e in p.get("link") or ()
+                  if str(e.get("target", {}).get("reference", "")).startswith("Patient/")] or [f"Patient/{call.id_}"]
+    records = []
+    for reference in references:
+        found = await server.store.read("Patient", reference.partition("/")[2])
+        record = fhirjson.loads(found.body) if found is not None and found.body else None
+        if record is not None and (visible is None or visible(record)) and _from(record, source):
+            records.append(record)
+    records = ranked(records)
+    merged_reference = f"Patient/{person_id}"
+    mapping = {f"Patient/{r['id']}": merged_reference for r in records}
+    data = [r for r in await _compartments(server, records, types) if (visible is None or visible(r))
+            and _from(r, source) and _in_range(r, since, start, end)]
+    entries = []
+    if records and (types is None or "Patient" in types):
+        entries.append({"fullUrl": f"{call.request.base_url}/{merged_reference}",
+                        "resource": merged_patient(records, person_id)})
+    groups = duplicate_groups(data)
+    for group in groups:
+        kept = group[0]
+        for other in group[1:]:
+            mapping[f"{other['resourceType']}/{other['id']}"] = f"{kept['resourceType']}/{kept['id']}"
+    provenances = []
+    for group in groups:
+        kept = rewrite_references(group[0], mapping)
+        entries.append({"fullUrl": f"{call.request.base_url}/{kept['resourceType']}/{kept['id']}", "resource": kept})
+        if len(group) > 1:
+            provenances.append(_provenance(group))
+    entries += [{"fullUrl": f"urn:uuid:{p['id']}", "resource": p} for p in provenances]
+    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": instant(now())},
+              "type": "collection", "timestamp": instant(now()), "entry": entries}
+    return FhirResponse(200, bundle)
+
+
+async def _compartments(server: Any, records: list[dict[str, Any]], types: set[str] | None) -> list[dict[str, Any]]:
+    """Every resource of the records' compartments (each once), best-ranked record's first."""
+    compartment = sorted(t for t in patient_compartment() if t not in LEFT_OUT and t != "Patient"
+                         and (types is None or t in types))
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if not compartment:
+            break
+        query = SearchQuery(tuple(compartment), (membership(tuple(compartment), str(record["id"])),),
+                            count=PAGE, total="none")
+        while True:
+            page = await server.store.search(query)
+            for version in page.matches:
+                found.setdefault(f"{version.type}/{version.id}", fhirjson.loads(version.body or b"{}"))
+            if page.next_cursor is None:
+                break
+            query = replace(query, cursor=page.next_cursor)
+    return list(found.values())
+
+
+def _types(value: Any) -> set[str] | None:
+    if value is None:
+        return None
+    names = {name.strip() for name in str(value).split(",") if name.strip()}
+    known = set(patient_compartment()) | {"Patient"}
+    unknown = sorted(names - known)
+    if unknown:
+        raise bad_request(f"'_type': {unknown[0]} is not a type of the Patient compartment", "_type")
+    return names
+
+
+def _from(resource: dict[str, Any], source: Any) -> bool:
+    return source is None or (resource.get("meta") or {}).get("source") == source
+
+
+def _in_range(resource: dict[str, Any], since: Any, start: Any, end: Any) -> bool:
+    if since and str((resource.get("meta") or {}).get("lastUpdated") or "") < str(since):
+        return False
+    when = clinical_date(resource)
+    if when is None:
+        return True
+    return not ((start and when[:len(str(start))] < str(start)) or (end and when[:len(str(end))] > str(end)))
+
+
+def _provenance(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Who reported the kept fact: every source resource and source system of the group."""
+    kept = group[0]
+    systems = sorted({str((r.get("meta") or {}).get("source")) for r in group if (r.get("meta") or {}).get("source")})
+    return {
+        "resourceType": "Provenance", "id": str(uuid.uuid4()),
+        "target": [{"reference": f"{kept['resourceType']}/{kept['id']}"}],
+        "recorded": instant(now()),
+        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                 "code": "UPDATE", "display": "revise"}], "text": "de-duplicated across sources"},
+        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                        "code": "author"}]},
+                   "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": system}, "display": system}}
+                  for system in systems] or [{"who": {"display": "unknown source"}}],
+        "entity": [{"role": "source", "what": {"reference": f"{r['resourceType']}/{r['id']}/_history/"
+                                                             f"{(r.get('meta') or {}).get('versionId', '1')}"}}
+                   for r in group],
+    }
+
+
+def register(registry: OperationRegistry) -> None:
+    registry.add(Operation(NAME, aggregate_patient, instance=True, resource_types=frozenset({"Patient"}),
+                           definition=DEFINITION, authorize=patient_reader))
