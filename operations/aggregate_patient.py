@@ -6,8 +6,9 @@ one person's record from every source, merged (docs/identity.md).
 `collection` Bundle: first the merged Patient (id: the Person's; demographics by the survivorship rules
 of `fhirlead.identity.aggregate`; `link` to every source record), then every resource of the person's
 records' Patient compartments (AuditEvent, Provenance and Person aside) with the same fact reported by
-several sources once, and for each such fact a Provenance naming every source resource (`entity`,
-role source) and source system (`agent`). References to the source records point at the merged Patient
+several sources once, and for every resource returned a Provenance naming every source resource it
+came from (`entity`, role source) and source system (`agent`); `activity` "merged across sources" for
+the merged Patient and each fact reported more than once. References to the source records point at the merged Patient
 (`Patient/<person id>`), and references to a duplicate at the copy that was kept.
 
 Parameters (GET or POST): `_since` (only resources updated at or after this instant), `_type`
@@ -73,21 +74,20 @@ async def aggregate_patient(call: OperationCall) -> FhirResponse:
     mapping = {f"Patient/{r['id']}": merged_reference for r in records}
     data = [r for r in await _compartments(server, records, types) if (visible is None or visible(r))
             and _from(r, source) and _in_range(r, since, start, end)]
-    entries = []
+    entries, provenances = [], []
     if records and (types is None or "Patient" in types):
-        entries.append({"fullUrl": f"{call.request.base_url}/{merged_reference}",
-                        "resource": merged_patient(records, person_id)})
+        merged = merged_patient(records, person_id)
+        entries.append({"fullUrl": f"{call.request.base_url}/{merged_reference}", "resource": merged})
+        provenances.append(_provenance(merged, records))
     groups = duplicate_groups(data)
     for group in groups:
         kept = group[0]
         for other in group[1:]:
             mapping[f"{other['resourceType']}/{other['id']}"] = f"{kept['resourceType']}/{kept['id']}"
-    provenances = []
     for group in groups:
         kept = rewrite_references(group[0], mapping)
         entries.append({"fullUrl": f"{call.request.base_url}/{kept['resourceType']}/{kept['id']}", "resource": kept})
-        if len(group) > 1:
-            provenances.append(_provenance(group))
+        provenances.append(_provenance(kept, group))
     entries += [{"fullUrl": f"urn:uuid:{p['id']}", "resource": p} for p in provenances]
     bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": instant(now())},
               "type": "collection", "timestamp": instant(now()), "entry": entries}
@@ -138,16 +138,18 @@ def _in_range(resource: dict[str, Any], since: Any, start: Any, end: Any) -> boo
     return not ((start and when[:len(str(start))] < str(start)) or (end and when[:len(str(end))] > str(end)))
 
 
-def _provenance(group: list[dict[str, Any]]) -> dict[str, Any]:
-    """Who reported the kept fact: every source resource and source system of the group."""
-    kept = group[0]
+def _provenance(kept: dict[str, Any], group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where a returned resource came from: every source resource of its group (the merged Patient's:
+    the source records) and each source system."""
+    merged = len(group) > 1 or kept.get("id") != group[0].get("id")
     systems = sorted({str((r.get("meta") or {}).get("source")) for r in group if (r.get("meta") or {}).get("source")})
     return {
         "resourceType": "Provenance", "id": str(uuid.uuid4()),
         "target": [{"reference": f"{kept['resourceType']}/{kept['id']}"}],
         "recorded": instant(now()),
-        "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                                 "code": "UPDATE", "display": "revise"}], "text": "de-duplicated across sources"},
+        **({"activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                     "code": "UPDATE", "display": "revise"}], "text": "merged across sources"}}
+           if merged else {}),
         "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
                                         "code": "author"}]},
                    "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": system}, "display": system}}

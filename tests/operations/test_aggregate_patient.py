@@ -85,7 +85,14 @@ async def test_one_person_from_two_ehrs(client: httpx.AsyncClient) -> None:
     assert found["Immunization/pcp-flu"]["patient"] == {"reference": f"Patient/{person}"}
     assert found["Observation/hosp-a1c"]["encounter"] == {"reference": "Encounter/hosp-visit"}
     named = {p["target"][0]["reference"]: p for p in provenances}
-    assert set(named) == {"Observation/hosp-a1c", "Condition/hosp-dm"}
+    assert set(named) == facts | {f"Patient/{person}"} and len(provenances) == len(named)  # each its own
+    merged = {key for key, p in named.items() if "activity" in p}
+    assert merged == {"Observation/hosp-a1c", "Condition/hosp-dm", f"Patient/{person}"}
+    flu = named["Immunization/pcp-flu"]
+    assert [e["what"]["reference"] for e in flu["entity"]] == ["Immunization/pcp-flu/_history/1"]
+    assert [a["who"]["identifier"]["value"] for a in flu["agent"]] == [PCP]
+    assert {e["what"]["reference"] for e in named[f"Patient/{person}"]["entity"]} == {
+        "Patient/pc-8812/_history/1", "Patient/a-77/_history/1"}
     a1c_sources = named["Observation/hosp-a1c"]
     assert {e["what"]["reference"].rsplit("/_history", 1)[0] for e in a1c_sources["entity"]} == {
         "Observation/hosp-a1c", "Observation/pcp-a1c"}
@@ -100,8 +107,10 @@ async def test_filters(client: httpx.AsyncClient) -> None:
     person = await seeded(client)
     only = by_key((await client.get("Patient/pc-8812/$aggregate-patient", params={"_type": "Observation"})).json())
     assert {k for k in only if not k.startswith("Provenance/")} == {"Observation/hosp-a1c"}
+    assert len(only) == 2  # and its Provenance
     pcp = by_key((await client.get("Patient/pc-8812/$aggregate-patient", params={"source": PCP})).json())
-    assert set(pcp) == {f"Patient/{person}", "Observation/pcp-a1c", "Condition/pcp-dm", "Immunization/pcp-flu"}
+    assert {k for k in pcp if not k.startswith("Provenance/")} == {
+        f"Patient/{person}", "Observation/pcp-a1c", "Condition/pcp-dm", "Immunization/pcp-flu"}
     assert pcp[f"Patient/{person}"]["link"] == [{"other": {"reference": "Patient/pc-8812"}, "type": "seealso"}]
     recent = by_key((await client.get("Patient/pc-8812/$aggregate-patient",
                                       params={"start": "2026-01-01", "end": "2026-12-31"})).json())
@@ -109,7 +118,7 @@ async def test_filters(client: httpx.AsyncClient) -> None:
         "Observation/hosp-a1c", "Encounter/hosp-visit", "AllergyIntolerance/hosp-pcn"}  # undated: kept
     post = await client.post("Patient/pc-8812/$aggregate-patient", json={"resourceType": "Parameters", "parameter": [
         {"name": "_type", "valueString": "Immunization"}]})
-    assert set(by_key(post.json())) == {"Immunization/pcp-flu"}
+    assert {k for k in by_key(post.json()) if not k.startswith("Provenance/")} == {"Immunization/pcp-flu"}
     assert (await client.get("Patient/nobody/$aggregate-patient")).status_code == 404
     refused = await client.get("Patient/pc-8812/$aggregate-patient", params={"_type": "Nope"})
     assert refused.status_code == 400 and "_type" in str(refused.json()["issue"])
