@@ -263,3 +263,14 @@ async def test_x_provenance_needs_a_token_that_may_create_provenance(app: FastAP
         "Content-Type": FHIR_JSON, "Authorization": f"Bearer {token}"})
     assert accepted.status_code == 201
     assert len(await provenances(client)) == 1
+
+
+async def test_an_audit_event_the_client_records_gets_no_provenance(client: httpx.AsyncClient) -> None:
+    event = {"resourceType": "AuditEvent", "type": {"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                                    "code": "110110"},
+             "recorded": "2026-03-01T10:00:00Z", "agent": [{"requestor": True, "who": {"display": "EHR"}}],
+             "source": {"observer": {"display": "EHR"}}}
+    written = await create(client, event)
+    assert written.status_code == 201, written.text
+    assert written.json()["meta"]["source"] == CLIENT_URI
+    assert await provenances(client) == []
