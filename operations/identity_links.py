@@ -7,7 +7,9 @@ record), level4 for one a data steward confirmed. Each Patient record is linked 
 When a Patient is created, updated or deleted (by any path: REST, transaction, `fhirlead load`), a write
 observer records a linking job for it in the same commit (`fhirlead.jobs`); the worker then
 - reads the record and finds its candidates (`Patient/$match`'s blocking and scoring);
-- a record not yet linked joins the Person of its best **certain** match, or a new Person of its own;
+- a record not yet linked joins the Person of its best linked **certain** match, or a new Person of its
+  own when it has none or another certain match is certainly someone else (ambiguous: a steward
+  decides); a certain match that sits alone in a Person the server made (its job ran first) joins too;
 - a record already linked stays where it is; a certain match in another Person, and every **probable**
   match outside its Person, becomes a review Task for a data steward (`code` review-match, `focus` the
   record, `input` the candidate, its grade, score and evidence), once per pair; pairs a steward has
@@ -88,17 +90,47 @@ async def link(server: Server, patient_id: str) -> None:
                    patient_id, str(item[1].get("id"))))) is not None}
     graded = [item for item in graded if pair_key(patient_id, str(item[1].get("id"))) not in decided]
     home = current[0] if current else None
+    certain = [candidate for found, candidate in graded if found.grade == "certain"]
     async with server.store.unit_of_work() as uow:
+        joining = [] if home is not None else [reference]
         if home is None:
-            certain = [candidate for found, candidate in graded if found.grade == "certain"]
-            joined = (await persons_linking(server, str(certain[0]["id"])))[:1] if certain else []
-            home = joined[0] if joined else new_person(patient)
-            await add_link(server, uow, home, reference, AUTOMATIC)
+            home = await certain_home(server, certain) or new_person(patient)
+        for candidate, alone in await fresh_singletons(server, wanted, certain, home):
+            await unlink(server, uow, alone, f"Patient/{candidate['id']}")
+            joining.append(f"Patient/{candidate['id']}")
+        if joining:
+            home = await add_links(server, uow, home, joining, AUTOMATIC)
         mine = {entry.get("target", {}).get("reference") for entry in home.get("link") or ()}
         for found, candidate in graded:
             other = f"Patient/{candidate.get('id')}"
             if other not in mine:
                 await propose_review(server, uow, reference, other, found)
+
+
+async def certain_home(server: Server, certain: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Person of the best linked certain match (`certain` is best first), or None: when there is none, or
+    when another certain match, in another Person, is certainly someone else than the best one (a
+    given name or birth date that disagrees, two record numbers of one source): "J Taylor" certain for
+    two sisters is ambiguous, and a steward decides. Other Persons holding certain matches are left to
+    the review Tasks (Persons are never merged automatically)."""
+    if not certain:
+        return None
+    home: dict[str, Any] | None = None
+    best: demographics.Demographics | None = None
+    for candidate in certain:
+        persons = await persons_linking(server, str(candidate["id"]))
+        if not persons:
+            continue  # not linked yet: its own job will place it
+        if home is None:
+            home, best = persons[0], demographics.of(candidate)
+        elif persons[0]["id"] != home["id"] and best is not None and distinct(best, demographics.of(candidate)):
+            return None
+    return home
+
+
+def distinct(a: demographics.Demographics, b: demographics.Demographics) -> bool:
+    """Whether two records are certainly of different people (the vetoes of `score.match`)."""
+    return match(a, b).vetoed
 
 
 def new_person(patient: dict[str, Any]) -> dict[str, Any]:
@@ -109,10 +141,29 @@ def new_person(patient: dict[str, Any]) -> dict[str, Any]:
     return person
 
 
-async def add_link(server: Server, uow: UnitOfWork, person: dict[str, Any], reference: str, assurance: str) -> None:
-    links = [entry for entry in person.get("link") or () if entry.get("target", {}).get("reference") != reference]
-    person = {**person, "active": True, "link": [*links, {"target": {"reference": reference}, "assurance": assurance}]}
+async def add_links(server: Server, uow: UnitOfWork, person: dict[str, Any], references: list[str],
+                    assurance: str) -> dict[str, Any]:
+    """The Person with `references` linked (at `assurance`), as written."""
+    links = [entry for entry in person.get("link") or () if entry.get("target", {}).get("reference") not in references]
+    person = {**person, "active": True,
+              "link": [*links, *({"target": {"reference": r}, "assurance": assurance} for r in references)]}
     await save(server, uow, person)
+    return person
+
+
+async def fresh_singletons(server: Server, wanted: demographics.Demographics, certain: list[dict[str, Any]],
+                           home: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Certain matches that sit alone in a Person the server made (one link, level3) only because their
+    job ran before this record's: they join `home` (what would have happened in the other order), unless
+    certainly someone else than this record."""
+    out = []
+    for candidate in certain:
+        persons = await persons_linking(server, str(candidate["id"]))
+        if len(persons) == 1 and persons[0]["id"] != home.get("id") and len(persons[0].get("link") or ()) == 1 \
+                and persons[0]["link"][0].get("assurance") == AUTOMATIC \
+                and not distinct(wanted, demographics.of(candidate)):
+            out.append((candidate, persons[0]))
+    return out
 
 
 async def unlink(server: Server, uow: UnitOfWork, person: dict[str, Any], reference: str) -> None:

@@ -23,7 +23,7 @@ from fhirlead.errors import FhirError, Issue, bad_request, not_found
 from fhirlead.operations.identity_links import (
     CONFIRMED,
     DECISION,
-    add_link,
+    add_links,
     new_person,
     pair_key,
     persons_linking,
@@ -104,7 +104,7 @@ async def separate(server: Server, uow: UnitOfWork, mine: dict[str, Any] | None,
     await unlink(server, uow, mine, record)
     patient = await uow.read("Patient", record.partition("/")[2])
     alone = new_person(fhirjson.loads(patient.body) if patient is not None and patient.body else {})
-    await add_link(server, uow, alone, record, CONFIRMED)
+    await add_links(server, uow, alone, [record], CONFIRMED)
     return [await current(uow, mine["id"]), await current(uow, alone["id"])]
 
 

@@ -95,8 +95,8 @@ def family(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
 
 
 def birth_date(a: str | None, b: str | None) -> str | None:
-    """exact, transposed (day and month swapped), digit (one digit differs), partial (equal as far as the
-    less precise one goes) or disagree."""
+    """exact, transposed (day and month swapped), digit (one digit of the day, the month or the year's
+    last digit differs), partial (equal as far as the less precise one goes) or disagree."""
     if not a or not b:
         return None
     if a == b:
@@ -105,7 +105,10 @@ def birth_date(a: str | None, b: str | None) -> str | None:
         return "partial" if a[:min(len(a), len(b))] == b[:min(len(a), len(b))] else "disagree"
     if a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
         return "transposed"
-    if sum(1 for x, y in zip(a, b, strict=True) if x != y) == 1:
+    differing = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    # one digit off, but not in the year's century or decade: a parent and child of the same name are
+    # often born 20 or 30 years apart, which is one digit too
+    if len(differing) == 1 and differing[0] not in (0, 1, 2):
         return "digit"
     return "disagree"
 
@@ -146,12 +149,16 @@ def telecom(a: frozenset[str], b: frozenset[str]) -> str | None:
 
 def identifiers(a: Demographics, b: Demographics) -> str | None:
     """agree (a strong identifier in common), conflict (both hold one of the same strong system, with
-    different values), shared (another identifier in common: the same record number in one system) or None."""
+    different values), shared (another identifier in common: the same record number in one system),
+    separate (both hold a record number of one other system, with different values: one source keeps
+    them as two patients) or None."""
     common = a.identifiers & b.identifiers
     if any(system in STRONG_SYSTEMS for system, _value in common):
         return "agree"
-    strong_a = {system for system, _v in a.identifiers if system in STRONG_SYSTEMS}
-    strong_b = {system for system, _v in b.identifiers if system in STRONG_SYSTEMS}
-    if strong_a & strong_b:
+    systems_a = {system for system, _v in a.identifiers}
+    systems_b = {system for system, _v in b.identifiers}
+    if systems_a & systems_b & STRONG_SYSTEMS:
         return "conflict"
-    return "shared" if common else None
+    if common:
+        return "shared"
+    return "separate" if systems_a & systems_b else None

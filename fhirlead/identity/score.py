@@ -16,11 +16,11 @@ from fhirlead.identity.demographics import Demographics, Name
 # field -> level -> (m, u)
 M_U: dict[str, dict[str, tuple[float, float]]] = {
     "given": {"exact": (0.88, 0.006), "partial": (0.02, 0.002), "nickname": (0.04, 0.001), "typo": (0.02, 0.001),
-              "phonetic": (0.015, 0.003), "initial": (0.01, 0.02), "disagree": (0.015, 0.967)},
+              "phonetic": (0.015, 0.003), "initial": (0.01, 0.0007), "disagree": (0.015, 0.967)},
     "family": {"exact": (0.82, 0.003), "partial": (0.04, 0.001), "typo": (0.03, 0.0005),
                "phonetic": (0.01, 0.002), "disagree": (0.10, 0.9935)},  # surnames change: m of disagree is not small
     "swapped": {"exact": (0.005, 0.0000003)},  # given and family written the other way round
-    "birth_date": {"exact": (0.95, 0.0005), "transposed": (0.01, 0.0002), "digit": (0.02, 0.002),
+    "birth_date": {"exact": (0.95, 0.0005), "transposed": (0.01, 0.0002), "digit": (0.025, 0.001),
                    "partial": (0.005, 0.02), "disagree": (0.015, 0.9773)},
     "sex": {"agree": (0.98, 0.5), "disagree": (0.02, 0.5)},
     "address": {"exact": (0.55, 0.001), "typo": (0.05, 0.0005), "postal": (0.15, 0.02), "disagree": (0.25, 0.9785)},
@@ -28,7 +28,7 @@ M_U: dict[str, dict[str, tuple[float, float]]] = {
     "email": {"agree": (0.5, 0.0001), "disagree": (0.5, 0.9999)},
     "identifier": {"shared": (0.3, 0.00001), "conflict": (0.001, 0.3)},
 }
-CERTAIN, PROBABLE, POSSIBLE = 24.0, 15.0, 8.0  # thresholds on the total weight
+CERTAIN, PROBABLE, POSSIBLE = 20.0, 15.0, 8.0  # thresholds on the total weight
 ANCHORS = frozenset({"birth_date", "address", "phone", "email", "identifier"})  # evidence beyond the name
 GRADES = ("certain", "probable", "possible", "certainly-not")
 
@@ -51,6 +51,7 @@ class Match:
     grade: str
     evidence: tuple[Evidence, ...]
     deterministic: bool = False  # a strong identifier in common
+    vetoed: bool = False  # a given name or birth date that disagrees, or record numbers that conflict
 
     @property
     def score(self) -> float:
@@ -99,12 +100,13 @@ def match(a: Demographics, b: Demographics) -> Match:
     levels = {e.field: e.level for e in evidence}
     # a name alone, however rare, is not enough to call two records probably one person
     anchored = any(e.weight > 0 for e in evidence if e.field in ANCHORS)
+    # twins, namesakes, two people with their own SSN or MBI, two patients of one source
     vetoed = levels.get("given") == "disagree" or levels.get("birth_date") == "disagree" \
-        or identifier == "conflict"  # twins, namesakes, two people with their own SSN or MBI
+        or identifier in ("conflict", "separate")
     if identifier == "agree":
         grade = "probable" if levels.get("given") == levels.get("birth_date") == "disagree" else "certain"
         evidence.append(Evidence("identifier", "agree", math.inf))
-        return Match(total, grade, tuple(evidence), deterministic=grade == "certain")
+        return Match(total, grade, tuple(evidence), deterministic=grade == "certain", vetoed=vetoed)
     if total >= CERTAIN:
         grade = ("probable" if anchored else "possible") if vetoed or not anchored else "certain"
     elif total >= PROBABLE:
@@ -113,4 +115,4 @@ def match(a: Demographics, b: Demographics) -> Match:
         grade = "possible"
     else:
         grade = "certainly-not"
-    return Match(total, grade, tuple(evidence))
+    return Match(total, grade, tuple(evidence), vetoed=vetoed)

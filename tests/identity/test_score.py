@@ -60,10 +60,15 @@ def test_nicknames_and_transposed_birth_dates() -> None:
     bill = {"resourceType": "Patient", "name": [{"family": "OBrien", "given": ["Bill"]}],
             "birthDate": "1947-05-11", "gender": "male", "telecom": [{"system": "phone", "value": "+1 312 555 0199"}]}
     found = match(demographics.of(william), demographics.of(bill))
-    assert found.grade == "probable"  # nickname, same surname, birth date transposed: a steward decides
+    assert found.grade == "certain"  # nickname, same surname, birth date transposed, same sex: 20.0
     assert "given nickname" in found.explain() and "birth_date transposed" in found.explain()
-    bill_with_phone = {**william, "telecom": bill["telecom"]}
-    assert match(demographics.of(bill), demographics.of(bill_with_phone)).grade == "certain"
+    # one perturbation more (a typo in the surname) and only the phone can make it certain
+    typo = {**bill, "name": [{"family": "OBiren", "given": ["Bill"]}], "telecom": []}
+    typo.pop("telecom")
+    assert match(demographics.of(william), demographics.of(typo)).grade == "probable"
+    william_with_phone = {**william, "telecom": bill["telecom"]}
+    assert match(demographics.of(william_with_phone), demographics.of({**typo, "telecom": bill["telecom"]})).grade \
+        == "certain"
 
 
 def test_names_written_the_other_way_round() -> None:
