@@ -28,6 +28,7 @@ from fhirlead.storage.records import RecordConflict
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120.0
+ROUND = 100  # jobs read per round: a load of a million Patients queues a million jobs
 POLL_SECONDS = 5.0
 STOP_SECONDS = 10.0
 
@@ -91,10 +92,14 @@ class JobWorker:
             self.wake.clear()
 
     async def run_once(self) -> int:
-        """Every pending job this process can lease; how many were done."""
+        """The next ROUND pending jobs this process can lease; how many were done. A full round wakes the
+        loop again at once."""
         records = self.server.store.records
         done = 0
-        for job in await records.list(self.jobs.kind):
+        jobs = await records.list(self.jobs.kind, limit=ROUND)
+        if len(jobs) == ROUND:
+            self.wake.set()
+        for job in jobs:
             if not job.doc.get("pending") or self.stopping:
                 continue
             try:

@@ -9,8 +9,9 @@ number, higher first; equal by default), then the most recently updated.
   identifier is kept. `link` names every source record (`seealso`).
 - **Clinical data** (`duplicate_groups`): the same fact reported by two sources is one group: same type
   and a shared coding (system and code) of its main code, on the same day (encounters: the same start to
-  the minute) or both undated, and for observations the same value. The group's first resource (best-ranked source) is kept; the others are
-  named by its Provenance. Types without a rule (documents, care plans, ...) are never merged.
+  the minute) or both undated, and for observations the same value. The group's first resource
+  (best-ranked source) is kept; the others are named by its Provenance. Types without a rule
+  (documents, care plans, ...) are never merged.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ class Records(Protocol):
         """Remove the record; True if a live one was there."""
         ...
 
-    async def list(self, kind: str) -> list[Record]:
-        """Every live record of `kind`, ordered by key."""
+    async def list(self, kind: str, limit: int | None = None) -> list[Record]:
+        """Every live record of `kind` (the first `limit` of them), ordered by key."""
         ...
 
     async def purge_expired(self) -> int:

@@ -252,3 +252,13 @@ async def test_a_record_put_in_a_unit_of_work_commits_and_rolls_back_with_it(ser
         await uow.put_record("load-journal", "kept", {"resources": 2})
     again = await store.records.get("load-journal", "kept")
     assert (again.doc, again.rev, again.expires) == ({"resources": 2}, 2, None)
+
+
+async def test_a_list_can_be_read_a_round_at_a_time(records: Records) -> None:
+    """A background worker reads its queue ROUND jobs at a time (fhirlead.jobs), never a million at once."""
+    for key in ("d", "b", "a", "c"):
+        await records.put("job", key, {"pending": True})
+    await records.put("job", "0-expired", {"pending": True}, expires=PAST)
+    assert [record.key for record in await records.list("job", limit=2)] == ["a", "b"]
+    assert [record.key for record in await records.list("job", limit=10)] == ["a", "b", "c", "d"]
+    assert len(await records.list("job")) == 4

@@ -94,8 +94,10 @@ class MongoRecords:
         result = await self._c.delete_many({"expires": {"$lte": time.time()}})
         return int(result.deleted_count)
 
-    async def list(self, kind: str) -> list[Record]:
+    async def list(self, kind: str, limit: int | None = None) -> list[Record]:
         cursor = self._c.find(_live({"kind": kind}, time.time())).sort([("key", 1)])
+        if limit is not None:
+            cursor = cursor.limit(limit)
         return [_record(found) for found in await cursor.to_list(None)]
 
 

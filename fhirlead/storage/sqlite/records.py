@@ -76,9 +76,10 @@ class SqliteRecords:
         sql = f"DELETE FROM records WHERE kind = ? AND key = ? AND {_LIVE}"
         return await self._run(lambda conn: conn.execute(sql, (kind, key, time.time())).rowcount > 0)
 
-    async def list(self, kind: str) -> list[Record]:
-        sql = f"SELECT {_COLUMNS} FROM records WHERE kind = ? AND {_LIVE} ORDER BY key"
-        return await self._run(lambda conn: [_record(row) for row in conn.execute(sql, (kind, time.time()))])
+    async def list(self, kind: str, limit: int | None = None) -> list[Record]:
+        sql = f"SELECT {_COLUMNS} FROM records WHERE kind = ? AND {_LIVE} ORDER BY key LIMIT ?"
+        bound = -1 if limit is None else limit  # SQLite: a negative LIMIT is none
+        return await self._run(lambda conn: [_record(row) for row in conn.execute(sql, (kind, time.time(), bound))])
 
     async def purge_expired(self) -> int:
         sql = "DELETE FROM records WHERE expires <= ?"
