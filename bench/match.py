@@ -1,15 +1,18 @@
 """`Patient/$match` over a live server: how fast, and how often it finds the person, at scale.
 
-    .venv/bin/python bench/match.py [--patients 100000] [--queries 300] [--seed 7]
+    .venv/bin/python bench/match.py [--patients 100000] [--queries 300] [--seed 7] [--keep DIR]
 
 1. Generates --patients synthetic Patients (seeded): first names from the `nicknames` dataset's
    canonical names, surnames from a list of common US surnames, birth dates 1930-2010, a street address
    with one of 300 ZIP codes, a phone; one in ten has a Medicare MBI. Loaded by `fhirlead load` into a
-   fresh SQLite store (timed).
-2. Against a freshly started `fhirlead serve` (system/*.rs token), --queries Patients drawn from the
-   store are sent to `$match` each changed the way another EHR would write them, in turn: as is but
-   without id; a nickname or a typo in the given name; a typo in the surname; day and month swapped (or
-   one digit off); a new surname with the same address; no phone or address, upper case.
+   fresh SQLite store (timed); with --keep, into DIR/match.db, which a later run with the same --patients
+   and --seed reuses instead of loading again.
+2. Against a freshly started `fhirlead serve` with its background workers off (the load queued a
+   linking job per Patient, docs/identity.md: they are not what is measured here; system/*.rs token),
+   --queries Patients drawn from the store are sent to `$match`, each changed the way another EHR
+   would write them, in turn: as is but without id; a nickname or a typo in the given name; a typo in
+   the surname; day and month swapped (or one digit off); a new surname with the same address; no
+   phone or address, upper case.
 3. Prints per kind: latency (median, 95th percentile, client side), how often the original record is
    the first answer, and its grade. The machine shares its cores between client and server.
 """
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
@@ -114,17 +118,24 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", type=Path, help="keep (and reuse) the store in this folder")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     patients = generate(args.patients, rng)
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "patients.ndjson"
-        data.write_bytes(b"\n".join(orjson.dumps(p) for p in patients) + b"\n")
+    os.environ["FHIRLEAD_WORKERS"] = "off"
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         store = f"sqlite:///{folder}/match.db"
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fhirlead.cli", "load", "--store", store, str(data)], check=True,
-                       stdout=subprocess.DEVNULL)
-        print(f"loaded {args.patients:,} Patients in {time.perf_counter() - started:.1f} s")
+        if (folder / "match.db").exists() and args.keep:
+            print(f"reusing {folder}/match.db")
+        else:
+            data = folder / "patients.ndjson"
+            data.write_bytes(b"\n".join(orjson.dumps(p) for p in patients) + b"\n")
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fhirlead.cli", "load", "--store", store, str(data)], check=True,
+                           stdout=subprocess.DEVNULL)
+            print(f"loaded {args.patients:,} Patients in {time.perf_counter() - started:.1f} s")
         times: dict[str, list[float]] = defaultdict(list)
         outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         with serving(store) as live:

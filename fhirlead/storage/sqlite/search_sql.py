@@ -231,8 +231,8 @@ class Compiler:
             outside = ("d.hi > ?", [p.high]) if p.prefix == "ge" else ("d.lo < ?", [p.low])
             return Sql(
                 f"SELECT d.pk FROM idx_date d WHERE {sp.text} AND {outside[0]} UNION ALL "
-                f"SELECT d.pk FROM idx_date d WHERE {sp.text} AND d.lo >= ? AND +d.hi <= ?",  # range on lo
-                [*sp.params, *outside[1], *sp.params, p.low, p.high],
+                f"SELECT d.pk FROM idx_date d WHERE {sp.text} AND d.lo >= ? AND d.lo <= ? AND +d.hi <= ?",
+                [*sp.params, *outside[1], *sp.params, p.low, p.high, p.high],
             )
         simple = self.value_condition(p, types, a := self.alias("d"))
         if simple is not None:
@@ -475,14 +475,16 @@ class _Joined:
 
 def _date_condition(prefix: str, lo: str, hi: str, low: int | float, high: int | float) -> tuple[str, list]:
     """Target range [lo, hi) against the search range [low, high)."""
-    contained = f"({lo} >= ? AND +{hi} <= ?)"  # "+": let the index range be on lo
+    # "+": let the index range be on lo, bounded on both sides (lo <= hi <= high: the bound changes no
+    # answer, but without it SQLite scans from `low` to the index's end, every later date)
+    contained = f"({lo} >= ? AND {lo} <= ? AND +{hi} <= ?)"
     table_ = {
-        "eq": (contained, [low, high]),
-        "ne": (f"NOT {contained}", [low, high]),
+        "eq": (contained, [low, high, high]),
+        "ne": (f"NOT {contained}", [low, high, high]),
         "gt": (f"{hi} > ?", [high]),
         "lt": (f"{lo} < ?", [low]),
-        "ge": (f"({hi} > ? OR {contained})", [high, low, high]),
-        "le": (f"({lo} < ? OR {contained})", [low, low, high]),
+        "ge": (f"({hi} > ? OR {contained})", [high, low, high, high]),
+        "le": (f"({lo} < ? OR {contained})", [low, low, high, high]),
         "sa": (f"{lo} >= ?", [high]),
         "eb": (f"{hi} <= ?", [low]),
         "ap": (f"({lo} < ? AND {hi} > ?)", [high, low]),
