@@ -85,10 +85,9 @@ async def link(server: Server, patient_id: str) -> None:
               if candidate.get("id") != patient_id
               and (found := match(wanted, demographics.of(candidate))).grade in ("certain", "probable")]
     graded.sort(key=lambda item: (item[0].grade != "certain", -item[0].total))
-    decided = {key: record.doc.get("same") for item in graded
-               if (record := await server.store.records.get(DECISION, key := pair_key(
-                   patient_id, str(item[1].get("id"))))) is not None}
-    graded = [item for item in graded if pair_key(patient_id, str(item[1].get("id"))) not in decided]
+    # pairs a steward decided are left as the steward left them
+    graded = [(found, candidate) for found, candidate in graded
+              if await server.store.records.get(DECISION, pair_key(patient_id, str(candidate.get("id")))) is None]
     home = current[0] if current else None
     certain = [candidate for found, candidate in graded if found.grade == "certain"]
     async with server.store.unit_of_work() as uow:
