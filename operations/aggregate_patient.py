@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ PAGE = 1000
 async def aggregate_patient(call: OperationCall) -> FhirResponse:
     params = parameters.read(call.request, DEFINITION)
     types = _types(params.one("_type"))
-    since, start, end, source = params.one("_since"), params.one("start"), params.one("end"), params.one("source")
+    since, source = _instant(params.one("_since")), params.one("source")
+    start, end = params.one("start"), params.one("end")
     server, visible = call.server, admit(call)
     version = await server.store.read("Patient", call.id_ or "")
     named = fhirjson.loads(version.body) if version is not None and version.body else None
@@ -129,8 +131,21 @@ def _from(resource: dict[str, Any], source: Any) -> bool:
     return source is None or (resource.get("meta") or {}).get("source") == source
 
 
-def _in_range(resource: dict[str, Any], since: Any, start: Any, end: Any) -> bool:
-    if since and str((resource.get("meta") or {}).get("lastUpdated") or "") < str(since):
+def _instant(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise bad_request("'_since' must be an instant with its time zone, e.g. 2026-01-01T00:00:00Z", "_since")
+    return moment
+
+
+def _in_range(resource: dict[str, Any], since: datetime | None, start: Any, end: Any) -> bool:
+    updated = (resource.get("meta") or {}).get("lastUpdated")
+    if since is not None and (not isinstance(updated, str) or datetime.fromisoformat(updated) < since):
         return False
     when = clinical_date(resource)
     if when is None:

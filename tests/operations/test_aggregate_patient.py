@@ -122,3 +122,16 @@ async def test_filters(client: httpx.AsyncClient) -> None:
     assert (await client.get("Patient/nobody/$aggregate-patient")).status_code == 404
     refused = await client.get("Patient/pc-8812/$aggregate-patient", params={"_type": "Nope"})
     assert refused.status_code == 400 and "_type" in str(refused.json()["issue"])
+
+
+async def test_since(client: httpx.AsyncClient) -> None:
+    await seeded(client)
+    written = (await client.get("Immunization/pcp-flu")).json()["meta"]["lastUpdated"]
+    assert (await client.put("Immunization/pcp-flu", json={**WORLD[8], "primarySource": True})).status_code == 200
+    later = (await client.get("Immunization/pcp-flu")).json()["meta"]["lastUpdated"]
+    assert later > written
+    answer = await client.get("Patient/pc-8812/$aggregate-patient",
+                              params={"_since": later, "_type": "Immunization,Observation"})
+    assert {k for k in by_key(answer.json()) if not k.startswith("Provenance/")} == {"Immunization/pcp-flu"}
+    refused = await client.get("Patient/pc-8812/$aggregate-patient", params={"_since": "2026-01-01T00:00:00"})
+    assert refused.status_code == 400 and "_since" in str(refused.json()["issue"])
