@@ -30,6 +30,15 @@ class InputParameters:
     def given(self, *names: str) -> set[str]:
         return {name for name in names if name in self.values}
 
+    def flag(self, name: str) -> bool | None:
+        """A boolean parameter (valueBoolean, or `true`/`false` in a query), None when not given."""
+        value = self.one(name)
+        if value is None or isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise bad_request(f"'{name}' must be true or false", name)
+
 
 def read(request: FhirRequest, definition: dict[str, Any]) -> InputParameters:
     """The `in` parameters of `definition` that the request carries."""

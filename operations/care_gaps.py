@@ -116,11 +116,8 @@ async def care_gaps(call: OperationCall) -> FhirResponse:
 
 
 def wants_tasks(call: OperationCall, params: InputParameters) -> bool:
-    value = params.one("recordTasks")
-    if value in (None, False, "false"):
+    if not params.flag("recordTasks"):
         return False
-    if value not in (True, "true"):
-        raise bad_request("'recordTasks' must be true or false", "recordTasks")
     if call.request.method != "POST":
         raise FhirError(405, [Issue("not-supported", "recordTasks=true writes Tasks: invoke $care-gaps with POST",
                                     expression=("recordTasks",))])

@@ -49,10 +49,9 @@ async def link_decision(call: OperationCall) -> FhirResponse:
     other = (params.one("other") or {}).get("reference", "")
     if not isinstance(other, str) or not other.startswith("Patient/") or other == record:
         raise bad_request("'other' must reference another Patient record (Patient/[id])", "other")
-    same = params.one("same")
-    if same not in (True, False, "true", "false"):
+    same = params.flag("same")
+    if same is None:
         raise bad_request("'same' is required: true (the same person) or false (different people)", "same")
-    same = same in (True, "true")
     reason = params.one("reason")
     server = call.server
     for reference in (record, other):

@@ -44,7 +44,7 @@ async def patient_match(call: OperationCall) -> FhirResponse:
     if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
         raise bad_request("$match needs 'resource': the Patient to match (POST a Parameters)", "resource")
     call.server.validator.check(patient, "Patient")
-    only_certain = _boolean(params.one("onlyCertainMatches"), "onlyCertainMatches")
+    only_certain = bool(params.flag("onlyCertainMatches"))
     count = _count(params.one("count"))
     candidates = await find_candidates(call.server, patient, admit(call))
     wanted = demographics.of(patient)
@@ -91,14 +91,6 @@ def _advice(text: str) -> dict[str, Any]:
     outcome = {"resourceType": "OperationOutcome",
                "issue": [{"severity": "information", "code": "multiple-matches", "diagnostics": text}]}
     return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": outcome, "search": {"mode": "outcome"}}
-
-
-def _boolean(value: Any, name: str) -> bool:
-    if value in (None, False, "false"):
-        return False
-    if value in (True, "true"):
-        return True
-    raise bad_request(f"'{name}' must be true or false", name)
 
 
 def _count(value: Any) -> int:
