@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fhirlead.server import Server
 
 
-def _url(base: str, path: str, params: list[tuple[str, str]]) -> str:
+def page_url(base: str, path: str, params: list[tuple[str, str]]) -> str:
     url = f"{base}/{path}" if path else base
     query = urlencode(params)
     return f"{url}?{query}" if query else url
@@ -62,16 +62,16 @@ async def run(
         page = replace(page, matches=[v for v in page.matches if access.version_visible(v, "s")],
                        includes=[v for v in page.includes if access.version_visible(v, "r")])
     used = [*(link_params or []), *parsed.used]
-    links = [{"relation": "self", "url": _url(request.base_url, path, used)}]
+    links = [{"relation": "self", "url": page_url(request.base_url, path, used)}]
     if page.next_cursor is not None:
         links.append(
-            {"relation": "next", "url": _url(request.base_url, path, [*used, (CURSOR, page.next_cursor)])}
+            {"relation": "next", "url": page_url(request.base_url, path, [*used, (CURSOR, page.next_cursor)])}
         )
     if page.previous_cursor is not None:
         links.append(
             {
                 "relation": "previous",
-                "url": _url(request.base_url, path, [*used, (CURSOR, page.previous_cursor)]),
+                "url": page_url(request.base_url, path, [*used, (CURSOR, page.previous_cursor)]),
             }
         )
     body = bundle.searchset(
