@@ -10,6 +10,21 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"FHIRLEAD_{name}", default)
 
 
+def source_trust(text: str) -> tuple[tuple[str, float], ...]:
+    """`https://hospital.example.org/fhir=2,https://pcp.example.org/fhir=1`: how far each source system
+    (`meta.source`) is trusted when one person's records are merged (higher first; unnamed: 0)."""
+    ranks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        source, equals, weight = item.rpartition("=")
+        try:
+            ranks.append((source.strip(), float(weight)))
+        except ValueError:
+            equals = ""
+        if not equals or not source.strip():
+            raise ValueError(f"FHIRLEAD_SOURCE_TRUST: {item!r} is not <source URI>=<number>")
+    return tuple(ranks)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
@@ -28,6 +43,9 @@ class Settings:
     keep_alive_seconds: int = field(default_factory=lambda: int(_env("KEEP_ALIVE_SECONDS", "5")))
     default_page_size: int = field(default_factory=lambda: int(_env("DEFAULT_PAGE_SIZE", "50")))
     max_page_size: int = field(default_factory=lambda: int(_env("MAX_PAGE_SIZE", "1000")))
+    # How far each source system is trusted when `$aggregate-patient` and `$summary` merge one person's
+    # records (docs/identity.md): most trusted first, then the most recently updated.
+    source_trust: tuple[tuple[str, float], ...] = field(default_factory=lambda: source_trust(_env("SOURCE_TRUST", "")))
     # Authorization (SMART on FHIR) is on unless explicitly turned off (FHIRLEAD_AUTH=off).
     auth: bool = field(default_factory=lambda: _env("AUTH", "on").lower() not in ("off", "false", "0", "no"))
     # The audit trail (AuditEvents for every request) runs whenever authorization is on, unless

@@ -15,12 +15,15 @@ Parameters (GET or POST): `_since` (only resources updated at or after this inst
 (comma-separated types), `start`/`end` (only resources whose clinical date falls in the range; undated
 ones are kept), `source` (only records and resources whose `meta.source` is this URI). The caller needs
 read access to Patients; only what the token may read is aggregated.
+
+`gather` (person -> records -> compartments -> filters -> duplicate groups -> kept copies with their
+references rewritten) is shared with `Patient/[id]/$summary` (`operations.summary`).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +41,8 @@ from fhirlead.identity.aggregate import (
     rewrite_references,
 )
 from fhirlead.interaction.search_compartment import membership
-from fhirlead.operations.evaluate_measure import admit
+from fhirlead.operations.access import admit, requiring
 from fhirlead.operations.identity_links import persons_linking
-from fhirlead.operations.match import authorize as patient_reader
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 from fhirlead.search.query import SearchQuery
 
@@ -54,46 +56,73 @@ PAGE = 1000
 async def aggregate_patient(call: OperationCall) -> FhirResponse:
     params = parameters.read(call.request, DEFINITION)
     types = _types(params.one("_type"))
-    since, source = _instant(params.one("_since")), params.one("source")
-    start, end = params.one("start"), params.one("end")
-    server, visible = call.server, admit(call)
-    version = await server.store.read("Patient", call.id_ or "")
-    named = fhirjson.loads(version.body) if version is not None and version.body else None
-    if named is None or (visible is not None and not visible(named)):
-        raise not_found(f"Patient/{call.id_} is not known")
-    persons = await persons_linking(server, str(call.id_))
-    person_id = persons[0]["id"] if persons else str(call.id_)
-    references = [e["target"]["reference"] for p in persons[:1] for e in p.get("link") or ()
-                  if str(e.get("target", {}).get("reference", "")).startswith("Patient/")] or [f"Patient/{call.id_}"]
-    records = []
-    for reference in references:
-        found = await server.store.read("Patient", reference.partition("/")[2])
-        record = fhirjson.loads(found.body) if found is not None and found.body else None
-        if record is not None and (visible is None or visible(record)) and _from(record, source):
-            records.append(record)
-    records = ranked(records)
-    merged_reference = f"Patient/{person_id}"
-    mapping = {f"Patient/{r['id']}": merged_reference for r in records}
-    data = [r for r in await _compartments(server, records, types) if (visible is None or visible(r))
-            and _from(r, source) and _in_range(r, since, start, end)]
+    found = await gather(call, str(call.id_ or ""), types=types, since=_instant(params.one("_since")),
+                         start=params.one("start"), end=params.one("end"), source=params.one("source"))
     entries, provenances = [], []
-    if records and (types is None or "Patient" in types):
-        merged = merged_patient(records, person_id)
-        entries.append({"fullUrl": f"{call.request.base_url}/{merged_reference}", "resource": merged})
-        provenances.append(_provenance(merged, records))
-    groups = duplicate_groups(data)
-    for group in groups:
-        kept = group[0]
-        for other in group[1:]:
-            mapping[f"{other['resourceType']}/{other['id']}"] = f"{kept['resourceType']}/{kept['id']}"
-    for group in groups:
-        kept = rewrite_references(group[0], mapping)
+    merged = found.patient()
+    if merged is not None and (types is None or "Patient" in types):
+        entries.append({"fullUrl": f"{call.request.base_url}/{found.merged_reference}", "resource": merged})
+        provenances.append(_provenance(merged, found.records))
+    for group, kept in zip(found.groups, found.kept, strict=True):
         entries.append({"fullUrl": f"{call.request.base_url}/{kept['resourceType']}/{kept['id']}", "resource": kept})
         provenances.append(_provenance(kept, group))
     entries += [{"fullUrl": f"urn:uuid:{p['id']}", "resource": p} for p in provenances]
     bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": instant(now())},
               "type": "collection", "timestamp": instant(now()), "entry": entries}
     return FhirResponse(200, bundle)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """One person's record as the caller may read it (what `$aggregate-patient` and `$summary` answer with)."""
+
+    person_id: str  # the Person's id (the record's own when it is not linked yet): the merged Patient's id
+    records: list[dict[str, Any]]  # the person's Patient records, best-ranked first
+    mapping: dict[str, str]  # "Type/id" of a source record or a duplicate -> the reference that replaces it
+    groups: list[list[dict[str, Any]]]  # each fact's resources as stored, the copy kept first
+    kept: list[dict[str, Any]]  # each group's kept copy with its references rewritten (`mapping`)
+
+    @property
+    def merged_reference(self) -> str:
+        return f"Patient/{self.person_id}"
+
+    def patient(self) -> dict[str, Any] | None:
+        """The merged Patient (None when the caller may read none of the person's records)."""
+        return merged_patient(self.records, self.person_id) if self.records else None
+
+
+async def gather(call: OperationCall, patient_id: str, *, types: set[str] | None = None,
+                 since: datetime | None = None, start: Any = None, end: Any = None,
+                 source: Any = None) -> Gathered:
+    """The person of Patient record `patient_id` (404 if the caller may not read it): their records and
+    the data of the records' compartments (`types`; filtered by `since`, `start`/`end` and `source`,
+    then grouped: the same fact from several sources once)."""
+    server, visible = call.server, admit(call)
+    version = await server.store.read("Patient", patient_id)
+    named = fhirjson.loads(version.body) if version is not None and version.body else None
+    if named is None or (visible is not None and not visible(named)):
+        raise not_found(f"Patient/{patient_id} is not known")
+    persons = await persons_linking(server, patient_id)
+    person_id = persons[0]["id"] if persons else patient_id
+    references = [e["target"]["reference"] for p in persons[:1] for e in p.get("link") or ()
+                  if str(e.get("target", {}).get("reference", "")).startswith("Patient/")] or [f"Patient/{patient_id}"]
+    records = []
+    for reference in references:
+        found = await server.store.read("Patient", reference.partition("/")[2])
+        record = fhirjson.loads(found.body) if found is not None and found.body else None
+        if record is not None and (visible is None or visible(record)) and _from(record, source):
+            records.append(record)
+    trust = dict(server.settings.source_trust)
+    records = ranked(records, lambda system: trust.get(system or "", 0.0))
+    mapping = {f"Patient/{r['id']}": f"Patient/{person_id}" for r in records}
+    data = [r for r in await _compartments(server, records, types) if (visible is None or visible(r))
+            and _from(r, source) and _in_range(r, since, start, end)]
+    groups = duplicate_groups(data)
+    for group in groups:
+        kept = group[0]
+        for other in group[1:]:
+            mapping[f"{other['resourceType']}/{other['id']}"] = f"{kept['resourceType']}/{kept['id']}"
+    return Gathered(person_id, records, mapping, groups, [rewrite_references(g[0], mapping) for g in groups])
 
 
 async def _compartments(server: Any, records: list[dict[str, Any]], types: set[str] | None) -> list[dict[str, Any]]:
@@ -177,4 +206,4 @@ def _provenance(kept: dict[str, Any], group: list[dict[str, Any]]) -> dict[str, 
 
 def register(registry: OperationRegistry) -> None:
     registry.add(Operation(NAME, aggregate_patient, instance=True, resource_types=frozenset({"Patient"}),
-                           definition=DEFINITION, authorize=patient_reader))
+                           definition=DEFINITION, authorize=requiring("Patient")))

@@ -41,7 +41,8 @@ from fhirlead.measure.gaps import GAPS_SYSTEM, STATUSES, gap_status
 from fhirlead.measure.report import build_report
 from fhirlead.measure.repository import CompiledMeasure, measures_of
 from fhirlead.operations import gap_tasks
-from fhirlead.operations.evaluate_measure import admit, authorize, read_period
+from fhirlead.operations.access import admit
+from fhirlead.operations.evaluate_measure import authorize, read_period
 from fhirlead.operations.measure_subjects import patients_of
 from fhirlead.parameters import InputParameters
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry

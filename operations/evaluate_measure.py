@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from fhirlead import fhirjson, parameters
 from fhirlead.api.messages import FhirResponse
-from fhirlead.auth.enforce import forbidden
 from fhirlead.errors import bad_request, not_found
 from fhirlead.measure import live
 from fhirlead.measure.evaluate import measurement_period
 from fhirlead.measure.report import Tally, build_report, report_of
 from fhirlead.measure.repository import CompiledMeasure, measures_of
+from fhirlead.operations.access import admit, requiring
 from fhirlead.operations.measure_subjects import patients_of
 from fhirlead.parameters import InputParameters
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
@@ -90,25 +89,9 @@ async def measure_of(call: OperationCall, params: InputParameters) -> CompiledMe
     return await measures.by_canonical(canonical)
 
 
-def admit(call: OperationCall) -> Any:
-    """What the evaluation may read: everything the caller's token may read (None: no authorization)."""
-    access = call.request.access
-    if access is None:
-        return None
-
-    def visible(resource: dict[str, Any]) -> bool:
-        filters = access.filters(str(resource.get("resourceType")), "r")
-        return bool(filters) and access.admits(resource, filters)
-
-    return visible
-
-
-async def authorize(policy: Any, call: OperationCall) -> None:
-    """A scope that reads Measures (in any context: a patient app may ask about its patient) is enough
-    to ask; what is evaluated is limited by `admit`."""
-    if not policy.grant.covering("Measure", "r"):
-        raise forbidden(f"The access token does not allow ${call.request.path.rsplit('$', 1)[-1]}: it needs "
-                        "read access to Measure resources")
+# asking needs a scope that reads Measures (in any context: a patient app may ask about its patient);
+# what is evaluated is limited by `admit`
+authorize = requiring("Measure")
 
 
 def register(registry: OperationRegistry) -> None:

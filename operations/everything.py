@@ -31,8 +31,8 @@ from fhirlead.identity.aggregate import clinical_date
 from fhirlead.interaction.history import SERVER_RECORDED
 from fhirlead.interaction.search_compartment import OWNER
 from fhirlead.numbers import ascii_int
+from fhirlead.operations.access import requiring
 from fhirlead.operations.identity_links import persons_linking
-from fhirlead.operations.match import authorize as patient_reader
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 from fhirlead.search import bundle
 from fhirlead.search.parse import CURSOR, parse_search
@@ -179,4 +179,4 @@ def _references(value: Any) -> list[str]:
 
 def register(registry: OperationRegistry) -> None:
     registry.add(Operation(NAME, everything, instance=True, resource_types=frozenset({OWNER}),
-                           definition=DEFINITION, authorize=patient_reader))
+                           definition=DEFINITION, authorize=requiring("Patient")))

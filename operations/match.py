@@ -22,12 +22,11 @@ from typing import Any
 
 from fhirlead import fhirjson, parameters
 from fhirlead.api.messages import FhirResponse
-from fhirlead.auth.enforce import forbidden
 from fhirlead.clock import instant, now
 from fhirlead.errors import bad_request
 from fhirlead.identity import blocking, demographics
 from fhirlead.identity.score import GRADES, Match, match
-from fhirlead.operations.evaluate_measure import admit
+from fhirlead.operations.access import admit, requiring
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 from fhirlead.search.parse import parse_search
 
@@ -105,10 +104,7 @@ def _count(value: Any) -> int:
     return min(count, MAX_COUNT)
 
 
-async def authorize(policy: Any, call: OperationCall) -> None:
-    """Reading Patients is enough to ask; only the records the token may read are compared."""
-    if not policy.grant.covering("Patient", "r"):
-        raise forbidden("The access token does not allow $match: it needs read access to Patient resources")
+authorize = requiring("Patient")  # reading Patients is enough to ask; only what the token may read is compared
 
 
 def register(registry: OperationRegistry) -> None:

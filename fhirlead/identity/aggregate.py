@@ -9,7 +9,8 @@ number, higher first; equal by default), then the most recently updated.
   identifier is kept. `link` names every source record (`seealso`).
 - **Clinical data** (`duplicate_groups`): the same fact reported by two sources is one group: same type
   and a shared coding (system and code) of its main code, on the same day (encounters: the same start to
-  the minute) or both undated, and for observations the same value. The group's first resource
+  the minute) or both undated, and for observations the same value (components included); never two
+  resources of one source. The group's first resource
   (best-ranked source) is kept; the others are named by its Provenance. Types without a rule
   (documents, care plans, ...) are never merged.
 """
@@ -111,12 +112,19 @@ def clinical_date(resource: Resource, elements: Iterable[str] = DATE_ELEMENTS) -
 
 
 def _value(resource: Resource) -> Any:
+    """An observation's result: its value[x] and each component's code and value (a blood pressure's
+    two readings), compared without case or ids."""
+    found: list[Any] = []
     for name, value in resource.items():
         if name.startswith("value"):
             if name == "valueQuantity" and isinstance(value, dict):
-                return ("quantity", str(value.get("value")), value.get("code") or value.get("unit"))
-            return (name, _canonical(value))
-    return None
+                found.append(("quantity", str(value.get("value")), value.get("code") or value.get("unit")))
+            else:
+                found.append((name, _canonical(value)))
+    for component in resource.get("component") or ():
+        if isinstance(component, dict):
+            found.append((_canonical(component.get("code")), _value(component)))
+    return tuple(found) or None
 
 
 def _keys(resource: Resource) -> set[tuple[Any, ...]]:
@@ -133,27 +141,28 @@ def _keys(resource: Resource) -> set[tuple[Any, ...]]:
 
 def duplicate_groups(resources: list[Resource]) -> list[list[Resource]]:
     """`resources` (best-ranked source first) in groups of the same fact, each group in that order,
-    groups in the order of their first resource."""
-    parent = list(range(len(resources)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[tuple[Any, ...], int] = {}
-    for i, resource in enumerate(resources):
-        for key in _keys(resource):
-            if key in owner:
-                a, b = find(owner[key]), find(i)
-                parent[max(a, b)] = min(a, b)
-            else:
-                owner[key] = i
-    groups: dict[int, list[Resource]] = {}
-    for i, resource in enumerate(resources):
-        groups.setdefault(find(i), []).append(resource)
-    return [groups[root] for root in sorted(groups)]
+    groups in the order of their first resource. A group holds at most one resource of each source
+    (`meta.source`): two resources one source wrote are two facts (two readings on one day), however
+    alike; a resource joins the first group it shares a key with that has none of its source yet."""
+    groups: list[list[Resource]] = []
+    sources: list[set[Any]] = []
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for resource in resources:
+        source = (resource.get("meta") or {}).get("source")
+        keys = _keys(resource)
+        shared = sorted({number for key in keys for number in by_key.get(key, ())})
+        joined = next((number for number in shared if source not in sources[number]), None)
+        if joined is None:
+            joined = len(groups)
+            groups.append([])
+            sources.append(set())
+        groups[joined].append(resource)
+        sources[joined].add(source)
+        for key in keys:
+            numbers = by_key.setdefault(key, [])
+            if joined not in numbers:
+                numbers.append(joined)
+    return groups
 
 
 _REFERENCE = re.compile(r"^(?:.*/)?([A-Za-z]+/[A-Za-z0-9\-.]{1,64})$")

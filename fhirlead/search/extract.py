@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhirlead.errors import bad_request
+from fhirlead.search import derived
 from fhirlead.search.entries import GroupEntries, IndexEntries
 from fhirlead.search.fhirpath import Accessor, Unsupported, compile_expression
 from fhirlead.search.registry import SearchParam, SearchRegistry
@@ -93,6 +94,9 @@ def _branches(expression: str, type_: str, kind: str, start: Any = None) -> tupl
 def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> ParamPlan | None:
     if not param.indexed or param.expression is None:
         return None
+    computed = derived.values_of(param.url)
+    if computed is not None:
+        return ParamPlan(param.code, (Branch(computed, token.converter("code"), False),))
     if param.type != "composite":
         branches, _ = _branches(param.expression, type_, param.type)
         return ParamPlan(param.code, branches, fields=_first_fields(branches)) if branches else None

@@ -90,4 +90,9 @@ def test_blocks_catch_a_mistyped_birth_date() -> None:
     assert blocking.birth_date_variants("1958-04-03")[1] == "1958-03-04"  # the swap first
     params = blocking.searches(demographics.of(MARIA), MARIA)
     names = {name for block in params for name, _ in block}
-    assert {"identifier", "birthdate", "family", "given", "address-postalcode", "phone"} <= names
+    assert {"identifier", "birthdate", "match-key", "phone"} <= names
+    keys = {key for block in params for name, value in block if name == "match-key" for key in value.split(",")}
+    stored = set(blocking.match_keys({**MARIA, "birthDate": "1958-03-16"}))  # one digit off, same name
+    assert keys & stored
+    elsewhere = {**MARIA, "name": [{"family": "Smith", "given": ["Maria"]}], "birthDate": "1958-03-27", "address": []}
+    assert not keys & set(blocking.match_keys(elsewhere))  # two digits off, another surname and no address

@@ -4,12 +4,16 @@ Provenance naming both sources; the filters; either record's id gives the same p
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
 
+from fhirlead.api.app import create_app
+from fhirlead.settings import Settings, source_trust
 from tests.operations.test_identity_links import person_of
 from tests.operations.test_match import HOSPITAL, LAB, PRIMARY
+from tests.tokens import bearer
 
 PCP, HOSP, LABS = "https://pcp.example.org/fhir", "https://hospital.example.org/fhir", "https://lab.example.org/fhir"
 LOINC, SNOMED = "http://loinc.org", "http://snomed.info/sct"
@@ -135,3 +139,19 @@ async def test_since(client: httpx.AsyncClient) -> None:
     assert {k for k in by_key(answer.json()) if not k.startswith("Provenance/")} == {"Immunization/pcp-flu"}
     refused = await client.get("Patient/pc-8812/$aggregate-patient", params={"_since": "2026-01-01T00:00:00"})
     assert refused.status_code == 400 and "_since" in str(refused.json()["issue"])
+
+
+async def test_a_trusted_source_is_kept_first(settings: Settings) -> None:
+    """FHIRLEAD_SOURCE_TRUST: the primary-care EHR above the hospital, though the hospital wrote last."""
+    application = create_app(dataclasses.replace(settings, source_trust=source_trust(f"{PCP}=2,{HOSP}=1")))
+    async with application.router.lifespan_context(application), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://testserver/fhir",
+            headers=await bearer(application)) as client:
+        person = await seeded(client)
+        found = by_key((await client.get("Patient/a-77/$aggregate-patient")).json())
+    facts = {key for key in found if not key.startswith("Provenance/")}
+    assert facts == {f"Patient/{person}", "Observation/pcp-a1c", "Condition/pcp-dm", "Encounter/hosp-visit",
+                     "Immunization/pcp-flu", "AllergyIntolerance/hosp-pcn"}
+    assert [link["other"]["reference"] for link in found[f"Patient/{person}"]["link"]] == [
+        "Patient/pc-8812", "Patient/a-77"]  # the trusted record first: its single values win
+    assert found[f"Patient/{person}"]["name"][0]["family"] == "Garcia"

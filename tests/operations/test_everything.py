@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.operations.test_aggregate_patient import HOSP, PCP, WORLD, seeded, sourced
+from tests.operations.test_aggregate_patient import HOSP, PCP, seeded, sourced
 from tests.tokens import bearer
 
 DOCTOR = {"resourceType": "Practitioner", "id": "dr-chen", "name": [{"family": "Chen"}]}
@@ -21,7 +21,8 @@ ORDER = sourced({"resourceType": "MedicationRequest", "id": "pcp-metformin", "st
                  "authoredOn": "2025-06-01"}, PCP)
 SEEN = sourced({"resourceType": "Encounter", "id": "pcp-visit", "status": "finished",
                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                "subject": {"reference": "Patient/pc-8812"}, "serviceProvider": {"reference": "Organization/pcp-clinic"},
+                "subject": {"reference": "Patient/pc-8812"},
+                "serviceProvider": {"reference": "Organization/pcp-clinic"},
                 "participant": [{"individual": {"reference": "Practitioner/dr-chen"}}],
                 "period": {"start": "2025-06-01T10:00:00Z"}}, PCP)
 UNUSED = {"resourceType": "Practitioner", "id": "dr-nobody", "name": [{"family": "Nobody"}]}
