@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("*** AUTHORIZATION IS OFF (--auth off): every record on %s is open to anyone who can reach "
                     "it. Never run like this with real data. ***", root)
     # No access log: request lines carry search parameters, which can hold PHI.
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False,
-                limit_concurrency=settings.max_connections, timeout_keep_alive=settings.keep_alive_seconds)
+    uvicorn.run(create_app(settings, freeze_heap=True), host=settings.host, port=settings.port, log_level="info",
+                access_log=False, limit_concurrency=settings.max_connections,
+                timeout_keep_alive=settings.keep_alive_seconds)
     return 0

@@ -22,6 +22,7 @@ references rewritten) is shared with `Patient/[id]/$summary` (`operations.summar
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -58,17 +59,17 @@ async def aggregate_patient(call: OperationCall) -> FhirResponse:
     types = _types(params.one("_type"))
     found = await gather(call, str(call.id_ or ""), types=types, since=_instant(params.one("_since")),
                          start=params.one("start"), end=params.one("end"), source=params.one("source"))
-    entries, provenances = [], []
+    entries, provenances, recorded = [], [], instant(now())
     merged = found.patient()
     if merged is not None and (types is None or "Patient" in types):
         entries.append({"fullUrl": f"{call.request.base_url}/{found.merged_reference}", "resource": merged})
-        provenances.append(_provenance(merged, found.records))
+        provenances.append(_provenance(merged, found.records, recorded))
     for group, kept in zip(found.groups, found.kept, strict=True):
         entries.append({"fullUrl": f"{call.request.base_url}/{kept['resourceType']}/{kept['id']}", "resource": kept})
-        provenances.append(_provenance(kept, group))
+        provenances.append(_provenance(kept, group, recorded))
     entries += [{"fullUrl": f"urn:uuid:{p['id']}", "resource": p} for p in provenances]
-    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": instant(now())},
-              "type": "collection", "timestamp": instant(now()), "entry": entries}
+    bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": recorded},
+              "type": "collection", "timestamp": recorded, "entry": entries}
     return FhirResponse(200, bundle)
 
 
@@ -79,7 +80,7 @@ class Gathered:
     person_id: str  # the Person's id (the record's own when it is not linked yet): the merged Patient's id
     records: list[dict[str, Any]]  # the person's Patient records, best-ranked first
     mapping: dict[str, str]  # "Type/id" of a source record or a duplicate -> the reference that replaces it
-    groups: list[list[dict[str, Any]]]  # each fact's resources as stored, the copy kept first
+    groups: list[list[dict[str, Any]]]  # each fact's resources as stored, the copy kept first (as in `kept`)
     kept: list[dict[str, Any]]  # each group's kept copy with its references rewritten (`mapping`)
 
     @property
@@ -182,26 +183,34 @@ def _in_range(resource: dict[str, Any], since: datetime | None, start: Any, end:
     return not ((start and when[:len(str(start))] < str(start)) or (end and when[:len(str(end))] > str(end)))
 
 
-def _provenance(kept: dict[str, Any], group: list[dict[str, Any]]) -> dict[str, Any]:
+def _provenance(kept: dict[str, Any], group: list[dict[str, Any]], recorded: str) -> dict[str, Any]:
     """Where a returned resource came from: every source resource of its group (the merged Patient's:
     the source records) and each source system."""
     merged = len(group) > 1 or kept.get("id") != group[0].get("id")
-    systems = sorted({str((r.get("meta") or {}).get("source")) for r in group if (r.get("meta") or {}).get("source")})
+    systems = tuple(sorted({str(r["meta"]["source"]) for r in group if (r.get("meta") or {}).get("source")}))
     return {
         "resourceType": "Provenance", "id": str(uuid.uuid4()),
         "target": [{"reference": f"{kept['resourceType']}/{kept['id']}"}],
-        "recorded": instant(now()),
-        **({"activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
-                                     "code": "UPDATE", "display": "revise"}], "text": "merged across sources"}}
-           if merged else {}),
-        "agent": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                        "code": "author"}]},
-                   "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": system}, "display": system}}
-                  for system in systems] or [{"who": {"display": "unknown source"}}],
+        "recorded": recorded,
+        **({"activity": MERGED} if merged else {}),
+        "agent": _agents(systems),
         "entity": [{"role": "source", "what": {"reference": f"{r['resourceType']}/{r['id']}/_history/"
                                                              f"{(r.get('meta') or {}).get('versionId', '1')}"}}
                    for r in group],
     }
+
+
+MERGED = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "UPDATE",
+                      "display": "revise"}], "text": "merged across sources"}
+AUTHOR = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]}
+
+
+@functools.lru_cache(maxsize=256)
+def _agents(systems: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The agents of a Provenance: each source system (shared by every Provenance naming the same ones:
+    only ever serialised, never changed)."""
+    return [{"type": AUTHOR, "who": {"identifier": {"system": "urn:ietf:rfc:3986", "value": system}, "display": system}}
+            for system in systems] or [{"who": {"display": "unknown source"}}]
 
 
 def register(registry: OperationRegistry) -> None:

@@ -104,6 +104,8 @@ async def link(server: Server, patient_id: str) -> None:
             other = f"Patient/{candidate.get('id')}"
             if other not in mine:
                 await propose_review(server, uow, reference, other, found)
+        for other in sorted(mine - {reference}):
+            await settle_review(server, uow, reference, str(other))
 
 
 async def certain_home(server: Server, certain: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -177,6 +179,21 @@ async def save(server: Server, uow: UnitOfWork, person: dict[str, Any]) -> None:
     version = person.get("meta", {}).get("versionId")
     await uow.write("Person", person["id"], person, server.extractor.extract(person), "PUT",
                     expected_version=int(version) if version else 0)
+
+
+OPEN = frozenset({"draft", "requested", "received", "accepted", "ready", "on-hold"})
+
+
+async def settle_review(server: Server, uow: UnitOfWork, record: str, other: str) -> None:
+    """A review still open for two records that are now one person's is answered: cancelled, saying why
+    (records linked at once often propose each other before either has a Person)."""
+    version = await uow.read("Task", review_task_id(record, other))
+    task = fhirjson.loads(version.body) if version is not None and version.body else None
+    if task is None or task.get("status") not in OPEN:
+        return
+    task = {**task, "status": "cancelled", "lastModified": datetime.now(UTC).isoformat(timespec="seconds"),
+            "statusReason": {"text": "the two records were linked to one person (a certain match)"}}
+    await uow.write("Task", task["id"], task, server.extractor.extract(task), "PUT", expected_version=version.version)
 
 
 async def propose_review(server: Server, uow: UnitOfWork, record: str, candidate: str, found: Match) -> None:

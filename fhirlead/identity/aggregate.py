@@ -169,13 +169,16 @@ _REFERENCE = re.compile(r"^(?:.*/)?([A-Za-z]+/[A-Za-z0-9\-.]{1,64})$")
 
 
 def rewrite_references(value: Any, mapping: dict[str, str]) -> Any:
-    """`value` with every reference that `mapping` names ("Type/id" -> the new reference) replaced."""
-    if isinstance(value, dict):
-        out = {k: rewrite_references(v, mapping) for k, v in value.items()}
-        reference = value.get("reference")
-        if isinstance(reference, str) and (match := _REFERENCE.match(reference)) and match.group(1) in mapping:
-            out["reference"] = mapping[match.group(1)]
-        return out
-    if isinstance(value, list):
-        return [rewrite_references(v, mapping) for v in value]
+    """`value`, changed in place, with every reference that `mapping` names ("Type/id" -> the new
+    reference) replaced: resources parsed for one answer are not copied again (thousands per person)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            reference = item.get("reference")
+            if isinstance(reference, str) and (match := _REFERENCE.match(reference)) and match.group(1) in mapping:
+                item["reference"] = mapping[match.group(1)]
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
     return value

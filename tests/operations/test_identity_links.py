@@ -97,3 +97,25 @@ async def test_a_linking_job_survives_a_restart(no_workers: FastAPI, settings: S
     async with restarted.router.lifespan_context(restarted), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=restarted), base_url=FHIR, headers=await bearer(restarted)) as client:
         assert linked(await person_of(client, "pc-8812")) == {"Patient/pc-8812": "level3"}
+
+
+async def test_records_linked_together_leave_no_open_review(no_workers: FastAPI) -> None:
+    """Three certain records written at once: the first one's job finds the others without a Person yet and
+    proposes reviews; once they join its Person, those reviews are answered (cancelled, with the reason)."""
+    again = {**HOSPITAL, "id": "er-5"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=no_workers), base_url=FHIR,
+                                 headers=await bearer(no_workers)) as client:
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"Patient/{r['id']}"}}
+            for r in (PRIMARY, HOSPITAL, again)]}
+        assert (await client.post("", json=bundle)).status_code == 200
+        server = no_workers.state.server
+        await identity_links.link(server, "pc-8812")
+        proposed = await reviews(client, "pc-8812")
+        assert len(proposed) == 2 and all(t["status"] == "requested" for t in proposed)
+        for record in ("a-77", "er-5"):
+            await identity_links.link(server, record)
+        person = await person_of(client, "pc-8812")
+        assert set(linked(person)) == {"Patient/pc-8812", "Patient/a-77", "Patient/er-5"}
+        answered = [t for record in ("pc-8812", "a-77", "er-5") for t in await reviews(client, record)]
+        assert answered and all(t["status"] == "cancelled" and "linked" in t["statusReason"]["text"] for t in answered)
