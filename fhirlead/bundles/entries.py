@@ -91,7 +91,24 @@ def read_bundle(body: Any, base_url: str) -> tuple[str, list[Entry | FhirError]]
     raw = body.get("entry", [])
     if not isinstance(raw, list):
         raise bundle_error("Bundle.entry must be an array", "Bundle.entry")
+    _unique_full_urls(raw)
     return kind, [_read_or_fail(index, item, base_url) for index, item in enumerate(raw)]
+
+
+def _unique_full_urls(raw: list[Any]) -> None:
+    """bdl-7 (https://hl7.org/fhir/R4/bundle.html#bundle-unique): "FullUrl must be unique in a bundle":
+    two entries of one fullUrl would make every reference to it ambiguous (the exception for entries of
+    different versions is for history Bundles, which are not posted)."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(raw):
+        full_url = item.get("fullUrl") if isinstance(item, dict) else None
+        if not isinstance(full_url, str):
+            continue
+        if full_url in first:
+            raise bundle_error(f"Bundle.entry[{index}] repeats the fullUrl {full_url} of Bundle.entry"
+                               f"[{first[full_url]}]: a fullUrl must be unique in a Bundle (bdl-7)",
+                               f"Bundle.entry[{index}].fullUrl")
+        first[full_url] = index
 
 
 def _read_or_fail(index: int, item: Any, base_url: str) -> Entry | FhirError:

@@ -1,4 +1,5 @@
-"""Validation of every incoming resource: server rules, the R4 JSON Schema, and (later) profiles."""
+"""Validation of every incoming resource: server rules, the R4 JSON Schema, the base StructureDefinitions' element
+rules (`structure`), and (later) profiles."""
 
 from fhirlead.validation.validator import Validator
 

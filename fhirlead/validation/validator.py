@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhirlead.errors import FhirError, Issue
-from fhirlead.validation import rules
+from fhirlead.validation import rules, structure
 from fhirlead.validation.schema import SchemaValidator
 
 
@@ -18,5 +18,7 @@ class Validator:
         issues: list[Issue] = rules.check_type(resource, expected_type)
         if not issues:
             issues = rules.check_json_shape(resource) + self.schema.validate(resource)
-        if issues:
-            raise FhirError(400, issues)
+        if not issues:
+            issues = structure.check(resource)
+        if any(issue.severity in ("error", "fatal") for issue in issues):
+            raise FhirError(400, issues)  # warnings alone do not refuse a write

@@ -217,6 +217,20 @@ async def test_two_entries_writing_one_resource_are_rejected(client: httpx.Async
     assert (await client.get("Patient/twice")).status_code == 404
 
 
+async def test_a_repeated_full_url_is_refused_before_anything_is_written(client: httpx.AsyncClient) -> None:
+    """bdl-7: two entries of one fullUrl would make a reference to it name either."""
+    for kind in ("transaction", "batch"):
+        response = await post_bundle(client, bundle(
+            kind,
+            entry("POST", "Patient", patient("First"), full_url="urn:uuid:5c4f6f1e-0000-4000-8000-000000000001"),
+            entry("POST", "Patient", patient("Second"), full_url="urn:uuid:5c4f6f1e-0000-4000-8000-000000000001"),
+        ))
+        assert response.status_code == 400
+        issue = response.json()["issue"][0]
+        assert "bdl-7" in issue["diagnostics"] and issue["expression"] == ["Bundle.entry[1].fullUrl"]
+    assert await count(client, "Patient") == 0
+
+
 async def test_prefer_return_representation_includes_resources(client: httpx.AsyncClient) -> None:
     response = await post_bundle(client, bundle("transaction", entry("POST", "Patient", patient("Shown"))),
                                  Prefer="return=representation")

@@ -1,0 +1,71 @@
+"""What validating a written resource costs, layer by layer (docs/validation.md).
+
+    .venv/bin/python bench/validation.py [--rounds 5]
+
+Over the 728 R4 examples packed in tests/data and, when ../shared/data is beside the repository, the
+Synthea bundles' resources: microseconds per resource (best of --rounds passes) for the server's JSON
+rules, the R4 JSON Schema, the base element rules with the narrative (`structure.check`) and the
+whole `Validator.check`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fhirlead import fhirjson
+from fhirlead.errors import FhirError
+from fhirlead.validation import Validator, rules, structure
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "tests" / "data" / "r4-examples.ndjson.gz"
+SYNTHEA = ROOT.parent / "shared" / "data" / "synthea"
+
+
+def corpora() -> dict[str, list[dict[str, Any]]]:
+    with gzip.open(EXAMPLES, "rb") as lines:
+        found = {"R4 examples": [fhirjson.loads(line)["resource"] for line in lines]}
+    if SYNTHEA.is_dir():
+        found["Synthea"] = [entry["resource"] for path in sorted(SYNTHEA.glob("*/*.json"))
+                            for entry in fhirjson.loads(path.read_bytes()).get("entry", [])]
+    return found
+
+
+def timed(resources: list[dict[str, Any]], work: Callable[[dict[str, Any]], Any], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for resource in resources:
+            work(resource)
+        best = min(best, time.perf_counter() - started)
+    return best / len(resources) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    validator = Validator()
+
+    def whole(resource: dict[str, Any]) -> None:
+        with contextlib.suppress(FhirError):
+            validator.check(resource)
+
+    layers = {"JSON rules": rules.check_json_shape, "JSON Schema": validator.schema.validate,
+              "element rules + narrative": structure.check, "whole Validator.check": whole}
+    print("| corpus | resources | " + " | ".join(layers) + " |")
+    print("| --- | --- |" + " --- |" * len(layers))
+    for name, resources in corpora().items():
+        for resource in resources:
+            whole(resource)  # compile every type's rules first
+        cells = [f"{timed(resources, work, args.rounds):.1f} µs" for work in layers.values()]
+        print(f"| {name} | {len(resources):,} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
