@@ -45,7 +45,7 @@ from fhirlead.interaction.search_compartment import membership
 from fhirlead.operations.access import admit, requiring
 from fhirlead.operations.identity_links import persons_linking
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
-from fhirlead.search.query import SearchQuery
+from fhirlead.search.parse import parse_search
 
 NAME = "aggregate-patient"
 DEFINITION = fhirjson.loads((Path(__file__).resolve().parent.parent / "profiles" / "identity"
@@ -116,7 +116,7 @@ async def gather(call: OperationCall, patient_id: str, *, types: set[str] | None
     trust = dict(server.settings.source_trust)
     records = ranked(records, lambda system: trust.get(system or "", 0.0))
     mapping = {f"Patient/{r['id']}": f"Patient/{person_id}" for r in records}
-    data = [r for r in await _compartments(server, records, types) if (visible is None or visible(r))
+    data = [r for r in await _compartments(server, records, types, since) if (visible is None or visible(r))
             and _from(r, source) and _in_range(r, since, start, end)]
     groups = duplicate_groups(data)
     for group in groups:
@@ -126,16 +126,19 @@ async def gather(call: OperationCall, patient_id: str, *, types: set[str] | None
     return Gathered(person_id, records, mapping, groups, [rewrite_references(g[0], mapping) for g in groups])
 
 
-async def _compartments(server: Any, records: list[dict[str, Any]], types: set[str] | None) -> list[dict[str, Any]]:
-    """Every resource of the records' compartments (each once), best-ranked record's first."""
-    compartment = sorted(t for t in patient_compartment() if t not in LEFT_OUT and t != "Patient"
-                         and (types is None or t in types))
+async def _compartments(server: Any, records: list[dict[str, Any]], types: set[str] | None,
+                        since: datetime | None) -> list[dict[str, Any]]:
+    """Every resource of the records' compartments (each once), best-ranked record's first; with `since`,
+    only those updated at or after it (asked of the store's `_lastUpdated` index, not filtered after)."""
+    compartment = tuple(sorted(t for t in patient_compartment() if t not in LEFT_OUT and t != "Patient"
+                               and (types is None or t in types)))
+    updated = [("_lastUpdated", f"ge{since.isoformat()}")] if since is not None else []
     found: dict[str, dict[str, Any]] = {}
     for record in records:
         if not compartment:
             break
-        query = SearchQuery(tuple(compartment), (membership(tuple(compartment), str(record["id"])),),
-                            count=PAGE, total="none")
+        query = parse_search(server.search, compartment, updated, default_count=PAGE, max_count=PAGE,
+                             extra=(membership(compartment, str(record["id"])),)).query
         while True:
             page = await server.store.search(query)
             for version in page.matches:
