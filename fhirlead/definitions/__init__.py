@@ -50,3 +50,12 @@ def patient_compartment() -> dict[str, list[str]]:
     """Resource type -> the search parameters that place it in a Patient's compartment."""
     definition = _load("compartment-patient.json")
     return {r["code"]: r["param"] for r in definition["resource"] if r.get("param")}
+
+
+@cache
+def constraints() -> dict[str, Any]:
+    """The invariants of the base resources and datatypes: ``{"types": {type: {element path relative to
+    the type ("" for the type itself): [{"key", "severity", "human", "expression"[, "bestPractice"]}]}},
+    "profiled": {type: {element path: {type code: datatype profile}}}}``; each constraint is listed
+    once, under the type that defines it (see tools/build_definitions.py, ``constraints``)."""
+    return _load("constraints.json")

@@ -1,5 +1,5 @@
 """Validation of every incoming resource: server rules, the R4 JSON Schema, the base StructureDefinitions' element
-rules (`structure`), and (later) profiles."""
+rules (`structure`, with the narrative's), their invariants (`invariants`), and (later) profiles."""
 
 from fhirlead.validation.validator import Validator
 

@@ -38,7 +38,7 @@ async def world(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setattr(care, "CACHE_SECONDS", 0.0)  # every request sees the store as it is now
     await seed(app, [
         {"resourceType": "Practitioner", "id": "dr-a"},
-        {"resourceType": "Organization", "id": "clinic-a"},
+        {"resourceType": "Organization", "id": "clinic-a", "name": "Clinic A"},
         {"resourceType": "PractitionerRole", "id": "role-a", "active": True,
          "practitioner": {"reference": "Practitioner/dr-a"}, "organization": {"reference": "Organization/clinic-a"}},
         *({"resourceType": "Patient", "id": p} for p in PATIENTS),

@@ -25,7 +25,8 @@ from tests.tokens import bearer
 SEEDS = {
     "Patient/seed-0": b'{"resourceType":"Patient","id":"seed-0","name":[{"family":"Ng","given":["A","B"]}],'
                       b'"birthDate":"1970-01-01","active":true}',
-    "Patient/seed-1": b'{"resourceType":"Patient","id":"seed-1","gender":"other","telecom":[{"value":"1"}]}',
+    "Patient/seed-1": b'{"resourceType":"Patient","id":"seed-1","gender":"other",'
+                      b'"telecom":[{"system":"phone","value":"1"}]}',
     "Observation/seed-2": b'{"resourceType":"Observation","id":"seed-2","status":"final","code":{"text":"x"},'
                           b'"subject":{"reference":"Patient/seed-0"},"valueQuantity":{"value":1.50}}',
 }

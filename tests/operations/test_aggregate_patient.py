@@ -37,6 +37,8 @@ def diabetes(id_: str, patient: str, source: str, *codings: dict[str, str]) -> d
 
 T2DM = {"system": SNOMED, "code": "44054006"}
 E11 = {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}
+ALLERGY_ACTIVE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                             "code": "active"}]}
 WORLD = [
     sourced(PRIMARY, PCP), sourced(HOSPITAL, HOSP), sourced(LAB, LABS),
     a1c("pcp-a1c", "Patient/pc-8812", PCP),
@@ -50,6 +52,7 @@ WORLD = [
              "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "158"}]},
              "patient": {"reference": "Patient/pc-8812"}, "occurrenceDateTime": "2025-10-01"}, PCP),
     sourced({"resourceType": "AllergyIntolerance", "id": "hosp-pcn", "patient": {"reference": "Patient/a-77"},
+             "clinicalStatus": ALLERGY_ACTIVE,
              "code": {"coding": [{"system": SNOMED, "code": "91936005"}]}}, HOSP),
     a1c("lab-a1c", "Patient/lab-00451", LABS),
 ]

@@ -36,7 +36,7 @@ def by_patient(answer: httpx.Response) -> dict[str, str]:
 async def world(app: FastAPI) -> FastAPI:
     gp = {"generalPractitioner": [{"reference": "Practitioner/dr-gp"}]}
     await seed(app, [*content(), {"resourceType": "Practitioner", "id": "dr-gp"},
-                     {"resourceType": "Organization", "id": "lead"},
+                     {"resourceType": "Organization", "id": "lead", "name": "Lead"},
                      *patient("gap", 10.2, **gp), *patient("controlled", 6.9, **gp), *patient("untested"),
                      *patient("no-visit", 12.0, encounter=False),
                      {"resourceType": "Group", "id": "cohort", "type": "person", "actual": True,

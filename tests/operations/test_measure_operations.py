@@ -182,7 +182,7 @@ async def test_measure_content_the_engine_cannot_use_is_a_422(world: FastAPI, cl
 async def test_an_organizations_patients(world: FastAPI, client: httpx.AsyncClient) -> None:
     """No final list names the organization or its roles: its patients are those it (or a role) is the
     general practitioner of; once a final list attributes a patient to its role, the list decides."""
-    await seed(world, [{"resourceType": "Organization", "id": "clinic"},
+    await seed(world, [{"resourceType": "Organization", "id": "clinic", "name": "Clinic"},
                        {"resourceType": "PractitionerRole", "id": "role", "active": True,
                         "organization": {"reference": "Organization/clinic"}},
                        *patient("by-org", 10.5, generalPractitioner=[{"reference": "Organization/clinic"}]),

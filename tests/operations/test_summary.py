@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from tests.operations.test_aggregate_patient import HOSP, LOINC, PCP, SNOMED, seeded, sourced
+from tests.operations.test_aggregate_patient import ALLERGY_ACTIVE, HOSP, LOINC, PCP, SNOMED, seeded, sourced
 from tests.operations.test_identity_links import person_of
 from tests.operations.test_match import MBI, NAMESAKE, PRIMARY, STRANGER
 from tests.tokens import system_token
@@ -64,6 +64,7 @@ MORE = [
                  "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]},
              "code": {"coding": [{"system": SNOMED, "code": "38341003", "display": "Hypertension"}]}}, HOSP),
     sourced({"resourceType": "AllergyIntolerance", "id": "pcp-peanut", "patient": {"reference": "Patient/pc-8812"},
+             "clinicalStatus": ALLERGY_ACTIVE,
              "code": {"text": "Peanut <b>&</b> tree nuts"}}, PCP),
 ]
 

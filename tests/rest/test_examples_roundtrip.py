@@ -45,6 +45,8 @@ def sourced(resource: dict) -> dict:
 # (the specification's own ImplementationGuide, in two copies, has neither `name` nor `status`: both 1..1)
 NAMELESS = {"ImplementationGuide.name", "ImplementationGuide.status"}
 INVALID = {"ig-r4.json": NAMELESS, "ImplementationGuide-fhir.json": NAMELESS,
+           # twelve entries repeat an earlier entry's fullUrl (bdl-7)
+           "Bundle-dataelements.json": {f"Bundle.entry[{n}]" for n in range(6769, 6781)},
            # a narrative with no content at all (txt-2: "SHALL have some non-whitespace content")
            **{f"{type_}-{id_}.json": {f"{type_}.text.div"} for type_, id_ in (
                ("ActivityDefinition", "blood-tubes-supply"), ("ActivityDefinition", "heart-valve-replacement"),

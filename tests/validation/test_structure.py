@@ -1,6 +1,8 @@
-"""The base R4 element rules on every write (fhirlead.validation.structure), over HTTP: what the JSON Schema
-let through before (a missing required element, two types of one choice, a fraction in an integer, an
-impossible date, a script in the narrative) is a 400 that names the element; valid resources still pass."""
+"""The base R4 element rules and invariants on every write (fhirlead.validation.structure, .invariants), over
+HTTP: what the JSON Schema let through before (a missing required element, two types of one choice, a
+fraction in an integer, an impossible date, a script in the narrative, a value with a data-absent reason,
+nested contained resources, a period ending before it starts) is a 400 that names the element; valid
+resources still pass."""
 
 from __future__ import annotations
 
@@ -41,6 +43,13 @@ def issues(answer: httpx.Response) -> list[tuple[str, str]]:
     ({**A1C, "text": {"status": "generated", "div": SCRIPT}}, ("invariant", "Observation.text.div")),
     ({"resourceType": "Patient", "contained": [{k: v for k, v in A1C.items() if k != "status"} | {"id": "a1c"}]},
      ("required", "Patient.contained[0].status")),
+    # the invariants (fhirlead.validation.invariants): obs-6, dom-2, per-1
+    ({**A1C, "dataAbsentReason": {"text": "not measured"}}, ("invariant", "Observation")),
+    ({**A1C, "contained": [{"resourceType": "Patient", "id": "p", "contained": [
+        {"resourceType": "Organization", "id": "o", "name": "x"}]}], "subject": {"reference": "#p"}},
+     ("invariant", "Observation.contained[0]")),
+    ({**A1C, "effectivePeriod": {"start": "2026-03-02", "end": "2026-03-01"}},
+     ("invariant", "Observation.effective.ofType(Period)")),
 ])
 async def test_what_the_base_definitions_forbid_is_refused(client: httpx.AsyncClient, resource: dict[str, Any],
                                                            expected: tuple[str, str]) -> None:
