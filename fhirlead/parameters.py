@@ -10,6 +10,7 @@ Values come back in their JSON form: a `Reference` or `Identifier` is the dict a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhirlead.api.messages import FhirRequest
@@ -29,6 +30,19 @@ class InputParameters:
 
     def given(self, *names: str) -> set[str]:
         return {name for name in names if name in self.values}
+
+    def instant(self, name: str) -> datetime | None:
+        """An instant parameter (`_since`): a date and time with its zone, None when not given."""
+        value = self.one(name)
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None or "T" not in str(value):
+            raise bad_request(f"'{name}' must be an instant with its time zone, e.g. 2026-01-01T00:00:00Z", name)
+        return moment
 
     def flag(self, name: str) -> bool | None:
         """A boolean parameter (valueBoolean, or `true`/`false` in a query), None when not given."""

@@ -35,8 +35,8 @@ from fhirlead.clock import instant, now
 from fhirlead.definitions import patient_compartment
 from fhirlead.errors import bad_request, not_found
 from fhirlead.identity.aggregate import (
-    clinical_date,
     duplicate_groups,
+    in_care_range,
     merged_patient,
     ranked,
     rewrite_references,
@@ -57,7 +57,7 @@ PAGE = 1000
 async def aggregate_patient(call: OperationCall) -> FhirResponse:
     params = parameters.read(call.request, DEFINITION)
     types = _types(params.one("_type"))
-    found = await gather(call, str(call.id_ or ""), types=types, since=_instant(params.one("_since")),
+    found = await gather(call, str(call.id_ or ""), types=types, since=params.instant("_since"),
                          start=params.one("start"), end=params.one("end"), source=params.one("source"))
     entries, provenances, recorded = [], [], instant(now())
     merged = found.patient()
@@ -117,7 +117,7 @@ async def gather(call: OperationCall, patient_id: str, *, types: set[str] | None
     records = ranked(records, lambda system: trust.get(system or "", 0.0))
     mapping = {f"Patient/{r['id']}": f"Patient/{person_id}" for r in records}
     data = [r for r in await _compartments(server, records, types, since) if (visible is None or visible(r))
-            and _from(r, source) and _in_range(r, since, start, end)]
+            and _from(r, source) and in_care_range(r, start, end)]
     groups = duplicate_groups(data)
     for group in groups:
         kept = group[0]
@@ -162,28 +162,6 @@ def _types(value: Any) -> set[str] | None:
 
 def _from(resource: dict[str, Any], source: Any) -> bool:
     return source is None or (resource.get("meta") or {}).get("source") == source
-
-
-def _instant(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise bad_request("'_since' must be an instant with its time zone, e.g. 2026-01-01T00:00:00Z", "_since")
-    return moment
-
-
-def _in_range(resource: dict[str, Any], since: datetime | None, start: Any, end: Any) -> bool:
-    updated = (resource.get("meta") or {}).get("lastUpdated")
-    if since is not None and (not isinstance(updated, str) or datetime.fromisoformat(updated) < since):
-        return False
-    when = clinical_date(resource)
-    if when is None:
-        return True
-    return not ((start and when[:len(str(start))] < str(start)) or (end and when[:len(str(end))] > str(end)))
 
 
 def _provenance(kept: dict[str, Any], group: list[dict[str, Any]], recorded: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ Patients; what the token may not search is left out, as in a search.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from fhirlead import fhirjson, parameters
 from fhirlead.api.messages import FhirResponse
 from fhirlead.definitions import patient_compartment, resource_types
 from fhirlead.errors import bad_request, not_found
-from fhirlead.identity.aggregate import clinical_date
+from fhirlead.identity.aggregate import in_care_range
 from fhirlead.interaction.history import SERVER_RECORDED
 from fhirlead.interaction.search_compartment import OWNER
 from fhirlead.numbers import ascii_int
@@ -62,8 +61,9 @@ async def everything(call: OperationCall) -> FhirResponse:
         raise not_found(f"Patient/{call.id_} is not known")
     records = await _linked(server, str(call.id_))
     search = [("_count", str(_count(params.one("_count"), server.settings.max_page_size)))]
-    if params.one("_since") is not None:
-        search.append(("_lastUpdated", f"ge{_instant(params.one('_since'))}"))
+    since = params.instant("_since")
+    if since is not None:
+        search.append(("_lastUpdated", f"ge{since.isoformat()}"))
     if request.param(CURSOR) is not None:
         search.append((CURSOR, str(request.param(CURSOR))))
     clauses = (Clause(tuple(Compartment(OWNER, record, _compartment_params(types)) for record in records)),)
@@ -122,24 +122,9 @@ def _count(value: Any, largest: int) -> int:
     return min(count, largest)
 
 
-def _instant(value: Any) -> str:
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None or "T" not in str(value):
-        raise bad_request("'_since' must be an instant with its time zone, e.g. 2026-01-01T00:00:00Z", "_since")
-    return str(value)
-
-
 def _in_care_range(version: ResourceVersion, start: Any, end: Any) -> bool:
-    """R4: start/end relate to care dates; a resource without one is kept (it may be current)."""
-    if start is None and end is None:
-        return True
-    when = clinical_date(fhirjson.loads(version.body or b"{}"))
-    if when is None:
-        return True
-    return not ((start and when[:len(str(start))] < str(start)) or (end and when[:len(str(end))] > str(end)))
+    """R4: start/end relate to care dates (`in_care_range`: a resource without one is kept)."""
+    return (start is None and end is None) or in_care_range(fhirjson.loads(version.body or b"{}"), start, end)
 
 
 async def _referenced(server: Any, matches: list[ResourceVersion], compartment: set[str],

@@ -111,6 +111,15 @@ def clinical_date(resource: Resource, elements: Iterable[str] = DATE_ELEMENTS) -
     return None
 
 
+def in_care_range(resource: Resource, start: str | None, end: str | None) -> bool:
+    """Whether the resource's clinical date falls within `start`..`end` (dates compared at the precision
+    given: `end=2026` keeps all of 2026); one without a clinical date is kept (it may be current)."""
+    when = clinical_date(resource)
+    if when is None:
+        return True
+    return not ((start and when[:len(start)] < start) or (end and when[:len(end)] > end))
+
+
 def _value(resource: Resource) -> Any:
     """An observation's result: its value[x] and each component's code and value (a blood pressure's
     two readings), compared without case or ids."""
