@@ -43,7 +43,7 @@ from fhirlead.identity.aggregate import (
 )
 from fhirlead.interaction.search_compartment import membership
 from fhirlead.operations.access import admit, requiring
-from fhirlead.operations.identity_links import persons_linking
+from fhirlead.operations.identity_links import linked_records
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 from fhirlead.search.parse import parse_search
 
@@ -103,13 +103,10 @@ async def gather(call: OperationCall, patient_id: str, *, types: set[str] | None
     named = fhirjson.loads(version.body) if version is not None and version.body else None
     if named is None or (visible is not None and not visible(named)):
         raise not_found(f"Patient/{patient_id} is not known")
-    persons = await persons_linking(server, patient_id)
-    person_id = persons[0]["id"] if persons else patient_id
-    references = [e["target"]["reference"] for p in persons[:1] for e in p.get("link") or ()
-                  if str(e.get("target", {}).get("reference", "")).startswith("Patient/")] or [f"Patient/{patient_id}"]
+    person_id, ids = await linked_records(server, patient_id)
     records = []
-    for reference in references:
-        found = await server.store.read("Patient", reference.partition("/")[2])
+    for id_ in ids:
+        found = await server.store.read("Patient", id_)
         record = fhirjson.loads(found.body) if found is not None and found.body else None
         if record is not None and (visible is None or visible(record)) and _from(record, source):
             records.append(record)

@@ -28,14 +28,14 @@ from fhirlead.definitions import patient_compartment, resource_types
 from fhirlead.errors import bad_request, not_found
 from fhirlead.identity.aggregate import in_care_range
 from fhirlead.interaction.history import SERVER_RECORDED
-from fhirlead.interaction.search_compartment import OWNER
+from fhirlead.interaction.search_compartment import OWNER, membership
 from fhirlead.numbers import ascii_int
 from fhirlead.operations.access import requiring
-from fhirlead.operations.identity_links import persons_linking
+from fhirlead.operations.identity_links import linked_records
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 from fhirlead.search import bundle
 from fhirlead.search.parse import CURSOR, parse_search
-from fhirlead.search.query import Clause, Compartment
+from fhirlead.search.query import Clause
 from fhirlead.search.respond import page_url
 from fhirlead.storage.port import ResourceVersion
 
@@ -59,14 +59,15 @@ async def everything(call: OperationCall) -> FhirResponse:
     version = await server.store.read(OWNER, call.id_ or "")
     if version is None or version.body is None or (access is not None and not access.version_visible(version)):
         raise not_found(f"Patient/{call.id_} is not known")
-    records = await _linked(server, str(call.id_))
+    _, records = await linked_records(server, str(call.id_))
     search = [("_count", str(_count(params.one("_count"), server.settings.max_page_size)))]
     since = params.instant("_since")
     if since is not None:
         search.append(("_lastUpdated", f"ge{since.isoformat()}"))
     if request.param(CURSOR) is not None:
         search.append((CURSOR, str(request.param(CURSOR))))
-    clauses = (Clause(tuple(Compartment(OWNER, record, _compartment_params(types)) for record in records)),)
+    # in any of the records' compartments: one clause, its predicates ORed
+    clauses = (Clause(tuple(p for record in records for p in membership(types, record).any_of)),)
     if access is not None:
         clauses = (*clauses, *access.search_clauses(types))
     parsed = parse_search(server.search, types, search, base_url=request.base_url,
@@ -85,22 +86,6 @@ async def everything(call: OperationCall) -> FhirResponse:
     body = bundle.searchset(base_url=request.base_url, links=links, total=page.total, matches=matches,
                             includes=includes, warnings=[], summary=None, elements=None)
     return FhirResponse(200, body)
-
-
-async def _linked(server: Any, patient_id: str) -> list[str]:
-    """The ids of the person's Patient records: the named one first, then those its Person links."""
-    ids = [patient_id]
-    for person in (await persons_linking(server, patient_id))[:1]:
-        for link in person.get("link") or ():
-            type_, _, id_ = str((link.get("target") or {}).get("reference", "")).partition("/")
-            if type_ == OWNER and id_ and id_ not in ids:
-                ids.append(id_)
-    return ids
-
-
-def _compartment_params(types: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    params = patient_compartment()
-    return tuple((t, tuple(params.get(t, ()))) for t in types)
 
 
 def _types(values: list[Any] | None) -> set[str] | None:

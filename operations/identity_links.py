@@ -69,6 +69,18 @@ async def persons_linking(server: Server, patient_id: str) -> list[dict[str, Any
         server.store, server.search, "Person", [("link", f"Patient/{patient_id}")])]
 
 
+async def linked_records(server: Server, patient_id: str) -> tuple[str, list[str]]:
+    """The person of Patient record `patient_id`: (the Person's id, the ids of the Patient records it
+    links, `patient_id` first); a record not linked yet is a person of one record, its own id."""
+    persons = await persons_linking(server, patient_id)
+    ids = [patient_id]
+    for entry in (persons[0].get("link") or ()) if persons else ():
+        type_, _, id_ = str((entry.get("target") or {}).get("reference", "")).partition("/")
+        if type_ == "Patient" and id_ and id_ not in ids:
+            ids.append(id_)
+    return (persons[0]["id"] if persons else patient_id), ids
+
+
 async def link(server: Server, patient_id: str) -> None:
     """The linking job of one Patient record (see the module doc)."""
     reference = f"Patient/{patient_id}"
