@@ -8,8 +8,9 @@ is none: R4 keeps 4xx for when validation could not be performed (an unknown pro
 `mode`: none (the content only); `create` (as a create would take it); `update` (instance level: the
 resource's `id` must be the URL's, as an update requires); `delete` (instance level: no resource is
 needed; this server keeps no referential integrity, so a delete of what exists is always accepted).
-`profile`: the base StructureDefinition of the type (what every write is checked against); other
-profiles are refused until profile validation exists (issue #16).
+`profile`: a StructureDefinition of the type the server holds (docs/validation.md, "Profiles"), checked
+besides those the resource claims in `meta.profile`; an unknown one is a 400 `not-supported`, one for
+another type a 400.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ NAME = "validate"
 DEFINITION = fhirjson.loads((Path(__file__).resolve().parent.parent / "profiles" / "core"
                              / "OperationDefinition-Resource-validate.json").read_bytes())
 MODES = ("create", "update", "delete")
-BASE = "http://hl7.org/fhir/StructureDefinition/"
 
 
 async def validate(call: OperationCall) -> FhirResponse:
@@ -43,16 +43,19 @@ async def validate(call: OperationCall) -> FhirResponse:
         raise bad_request(f"'mode' must be one of {', '.join(MODES)}", "mode")
     if mode in ("update", "delete") and call.id_ is None:
         raise bad_request(f"mode {mode} validates against a stored resource: use {type_}/[id]/$validate", "mode")
-    if profile is not None and str(profile).partition("|")[0] != BASE + type_:
-        raise fail(400, "not-supported", f"profile {profile} is not known to this server: only the base {BASE}{type_}"
-                                         " can be validated against so far", "profile")
+    profiles = call.server.validator.profiles
+    if profile is not None and not profiles.known(str(profile)):
+        raise fail(400, "not-supported", f"profile {profile} is not known to this server", "profile")
+    if profile is not None and profiles.conformance.type_of(str(profile)) != type_:
+        raise bad_request(f"profile {profile} is not a profile of {type_}", "profile")
     if mode == "delete":
         if await call.server.store.read(type_, str(call.id_)) is None:
             raise not_found(f"{type_}/{call.id_} is not known")
         return _answer([Issue("informational", f"{type_}/{call.id_} may be deleted", "information")])
     if not isinstance(resource, dict):
         raise bad_request("$validate needs the resource: the POST body, or a Parameters with 'resource'", "resource")
-    issues = call.server.validator.issues(resource, type_)
+    issues = call.server.validator.issues(resource, type_, [str(profile)] if profile else (),
+                                         writing=mode in ("create", "update"))
     if mode == "update" and resource.get("id") != call.id_:
         issues.append(Issue("invalid", f"an update of {type_}/{call.id_} needs the resource's id to be "
                                        f"{call.id_!r}, not {resource.get('id')!r}", expression=(f"{type_}.id",)))

@@ -18,6 +18,10 @@ Outputs (minified JSON) in ``fhirlead/definitions/``:
 - ``compartment-patient.json``: the Patient CompartmentDefinition.
 - ``constraints.json``: the invariants (FHIRPath constraints) of the base resources and datatypes,
   grouped per type and element path (see ``constraints``).
+- ``core-profiles.json``: the core's constraint StructureDefinitions (profiles and extensions),
+  differentials only (see ``core_profiles``).
+- ``terminology.json``: the core CodeSystems and ValueSets, trimmed to what ValueSet membership needs
+  (see ``terminology``).
 """
 
 from __future__ import annotations
@@ -286,12 +290,138 @@ def constraints(core: Path) -> dict:
     return {"types": types, "profiled": profiled}
 
 
+# What a profile validator reads of an ElementDefinition (the rest is documentation and mappings).
+PROFILE_ELEMENT_FIELDS = (
+    "id", "path", "sliceName", "slicing", "min", "max", "type", "mustSupport", "binding", "constraint",
+    "contentReference", "isModifier",
+)
+
+
+def core_profiles(core: Path) -> list[dict]:
+    """The R4 core's constraint StructureDefinitions (the vital-signs profiles, SimpleQuantity, the
+    core extensions, ...), differentials only, trimmed to what fhirlead/validation/profiles.py reads:
+    profiles such as US Core's vital signs derive from them and examples use their extensions."""
+    result = []
+    for path in sorted(glob.glob(str(core / "StructureDefinition-*.json"))):
+        sd = load(path)
+        if sd.get("derivation") != "constraint":
+            continue
+        kept = {key: sd[key] for key in ("url", "version", "name", "title", "status", "kind", "abstract", "type",
+                                         "baseDefinition", "derivation", "context") if key in sd}
+        elements = []
+        for element in sd["differential"]["element"]:
+            trimmed = {key: value for key, value in element.items()
+                       if key in PROFILE_ELEMENT_FIELDS or key.startswith(("fixed", "pattern"))}
+            if "binding" in trimmed:
+                trimmed["binding"] = {key: value for key, value in trimmed["binding"].items()
+                                      if key in ("strength", "valueSet")}
+            if "constraint" in trimmed:
+                trimmed["constraint"] = [{key: c[key] for key in ("key", "severity", "human", "expression") if key in c}
+                                         for c in trimmed["constraint"]]
+            elements.append(trimmed)
+        kept["differential"] = {"element": elements}
+        result.append(kept)
+    print("core profiles:", len(result))
+    return result
+
+
+# Concept properties that carry a CodeSystem's hierarchy (https://hl7.org/fhir/R4/codesystem.html#hierarchy).
+HIERARCHY_PROPERTIES = ("parent", "child", "subsumedBy")
+
+
+def _hierarchy_property(prop: dict) -> bool:
+    return prop["code"] in HIERARCHY_PROPERTIES or prop.get("uri", "").endswith(
+        tuple("#" + name for name in HIERARCHY_PROPERTIES)
+    )
+
+
+def _trim_concepts(concepts: list[dict], hierarchy: set[str]) -> list[dict]:
+    trimmed = []
+    for concept in concepts:
+        kept: dict = {"code": concept["code"]}
+        links = [p for p in concept.get("property", []) if p["code"] in hierarchy]
+        if links:
+            kept["property"] = links
+        if concept.get("concept"):
+            kept["concept"] = _trim_concepts(concept["concept"], hierarchy)
+        trimmed.append(kept)
+    return trimmed
+
+
+def _trim_include(include: dict) -> dict:
+    kept = {key: include[key] for key in ("system", "valueSet", "filter") if key in include}
+    if "filter" in kept:
+        kept["filter"] = [{key: f[key] for key in ("property", "op", "value") if key in f} for f in kept["filter"]]
+    if "concept" in include:
+        kept["concept"] = [{"code": c["code"]} for c in include["concept"]]
+    return kept
+
+
+def _trim_contains(contains: list[dict]) -> list[dict]:
+    trimmed = []
+    for entry in contains:
+        kept = {key: entry[key] for key in ("system", "code", "abstract") if key in entry}
+        if entry.get("contains"):
+            kept["contains"] = _trim_contains(entry["contains"])
+        trimmed.append(kept)
+    return trimmed
+
+
+def terminology(core: Path) -> list[dict]:
+    """The core CodeSystems and ValueSets as FHIR resources trimmed to what ValueSet membership needs, for
+    fhirlead/terminology (https://hl7.org/fhir/R4/valueset.html#compositions).
+
+    A CodeSystem keeps ``url``, ``caseSensitive``, ``content``, ``valueSet`` and its concepts' codes,
+    nested as published, with only the properties that add to the hierarchy (``child``, as the v3 code
+    systems use it for a second parent; ``parent``, ``subsumedBy``) and their declarations: the core
+    ValueSets filter on no other property of a core CodeSystem. Kept: ``complete`` code systems, and
+    ``example`` / ``fragment`` ones (their listed codes are known members); left out: ``not-present``
+    (SNOMED CT, summary) and supplements, which list no codes. A ValueSet keeps ``url``, ``version``,
+    ``name``, ``title`` and its ``compose`` (includes and excludes: system, concept codes, filters,
+    imported ValueSets); the ``expansion`` (codes only) only when there is no compose.
+    """
+    result: list[dict] = []
+    for path in sorted(glob.glob(str(core / "CodeSystem-*.json"))):
+        cs = load(path)
+        if cs.get("content") not in ("complete", "example", "fragment"):
+            continue
+        kept = {
+            key: cs[key]
+            for key in ("resourceType", "url", "version", "name", "title", "caseSensitive", "content", "valueSet")
+            if key in cs
+        }
+        declared = [p for p in cs.get("property", []) if _hierarchy_property(p)]
+        if declared:
+            kept["property"] = [{key: p[key] for key in ("code", "uri", "type") if key in p} for p in declared]
+        hierarchy = {p["code"] for p in declared} | {"parent", "subsumedBy"}
+        kept["concept"] = _trim_concepts(cs.get("concept", []), hierarchy)
+        result.append(kept)
+    code_systems = len(result)
+    for path in sorted(glob.glob(str(core / "ValueSet-*.json"))):
+        vs = load(path)
+        kept = {key: vs[key] for key in ("resourceType", "url", "version", "name", "title") if key in vs}
+        compose = vs.get("compose")
+        if compose and compose.get("include"):
+            kept["compose"] = {
+                key: [_trim_include(i) for i in compose[key]] for key in ("include", "exclude") if compose.get(key)
+            }
+        elif "expansion" in vs:
+            expansion = vs["expansion"]
+            kept["expansion"] = {key: expansion[key] for key in ("total", "offset") if key in expansion}
+            kept["expansion"]["contains"] = _trim_contains(expansion.get("contains", []))
+        result.append(kept)
+    print("terminology:", code_systems, "CodeSystems,", len(result) - code_systems, "ValueSets")
+    return result
+
+
 OUTPUTS = {
     "fhir.schema.json": lambda core: correct_schema(load(core / "openapi" / "fhir.schema.json"), core),
     "search-parameters.json": search_parameters,
     "elements.json": elements,
     "compartment-patient.json": lambda core: load(core / "CompartmentDefinition-patient.json"),
     "constraints.json": constraints,
+    "core-profiles.json": core_profiles,
+    "terminology.json": terminology,
 }
 
 

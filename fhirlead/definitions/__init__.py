@@ -59,3 +59,17 @@ def constraints() -> dict[str, Any]:
     "profiled": {type: {element path: {type code: datatype profile}}}}``; each constraint is listed
     once, under the type that defines it (see tools/build_definitions.py, ``constraints``)."""
     return _load("constraints.json")
+
+
+@cache
+def core_profiles() -> list[dict[str, Any]]:
+    """The R4 core's constraint StructureDefinitions (vital-signs profiles, SimpleQuantity, the core
+    extensions), differentials only (see tools/build_definitions.py, ``core_profiles``)."""
+    return _load("core-profiles.json")
+
+
+@cache
+def terminology() -> list[dict[str, Any]]:
+    """The R4 core CodeSystems and ValueSets, trimmed to what ValueSet membership needs (codes, hierarchy,
+    compose), for fhirlead/terminology (see tools/build_definitions.py, ``terminology``)."""
+    return _load("terminology.json")

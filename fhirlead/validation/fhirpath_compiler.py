@@ -5,10 +5,10 @@ Quantities, and prints `trace()` output unless given a callback. The invariants 
 each is compiled once, on first use, from fhirpathpy's parse tree into plain closures (~1 us a check):
 `compile_expression`. The compiler covers what the R4 constraints use: paths typed from the
 definitions (choice elements, `_x` primitive extensions); `exists empty count not hasValue where all
-select first tail isDistinct intersect combine iif matches startsWith contains toInteger toString
+select first tail isDistinct intersect combine iif matches startsWith contains substring length toInteger toString
 descendants is as ofType memberOf(resource-types) trace`; the three-valued `and or xor implies`;
 `= != < <= > >=` on strings, numbers, booleans, FHIR dates and quantities in the same unit (their
-meaning: fhirpath_values.py); `in contains | + - &`; `%resource %rootResource %context %ucum`
+meaning: fhirpath_values.py); `in contains | + - & * / div mod`; `%resource %rootResource %context %ucum`
 (https://hl7.org/fhir/R4/fhirpath.html#variables).
 
 fhirpathpy stays for the rest: an expression the compiler does not cover raises `Unsupported` (three
@@ -468,6 +468,41 @@ class _Compiler:
 
         return function, BOOLEAN
 
+    def _fn_length(self, params: list[Any], static: Static) -> tuple[Fn, Static]:
+        self._arity(params, 0)
+
+        def length(focus: list[Any], env: Env) -> list[Any]:
+            value = single(focus)
+            if value is None:
+                return []
+            if not isinstance(value, str):
+                raise Fallback
+            return [len(value)]
+
+        return length, INTEGER
+
+    def _fn_substring(self, params: list[Any], static: Static) -> tuple[Fn, Static]:
+        """substring(start [, length]) (https://hl7.org/fhirpath/N1/#substringstart-integer-length-integer-string):
+        empty when start is outside the string."""
+        if len(params) not in (1, 2):
+            raise Unsupported("arity")
+        arguments = [self.compile(param, ANY)[0] for param in params]
+
+        def substring(focus: list[Any], env: Env) -> list[Any]:
+            value = single(focus)
+            bounds = [single(argument(focus, env)) for argument in arguments]
+            if value is None or any(bound is None for bound in bounds):
+                return []
+            if not isinstance(value, str) or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+                raise Fallback
+            start = bounds[0]
+            if start < 0 or start >= len(value):
+                return []
+            end = len(value) if len(bounds) == 1 else start + max(bounds[1], 0)
+            return [value[start:end]] if end > start else []
+
+        return substring, STRING
+
     def _fn_matches(self, params: list[Any], static: Static) -> tuple[Fn, Static]:
         # Partial match, as fhirpathpy and the FHIRPath specification (anchors are the pattern's to give).
         return self._string_function(params, lambda value, regex: re.search(regex, value, re.DOTALL) is not None)
@@ -502,9 +537,22 @@ class _Compiler:
             choice = elements.get(f"{path}.{member}[x]" if path else f"{member}[x]")
             if choice is not None:
                 return self._choice_test(parent, member, choice[0], type_name, cast)
+        value, value_static = self.compile(operand, static)
+        known = _static_type_name(value_static)
+        if known is not None:  # a value whose type the definitions fix: the answer is known in advance
+            matches = type_name in _ancestry(known) or known in _SYSTEM_TYPES.get(type_name, ())
+            if cast:
+                return (lambda focus, env: value(focus, env) if matches else []), value_static if matches else ANY
+
+            def is_known(focus: list[Any], env: Env) -> list[Any]:
+                found = value(focus, env)
+                if len(found) > 1:
+                    raise Fallback
+                return [matches] if found else []
+
+            return is_known, BOOLEAN
         if cast:
             raise Unsupported(f"as {type_name}")
-        value, value_static = self.compile(operand, static)
         test, _ = self._is(type_name, value_static)
         return (lambda focus, env: test(value(focus, env), env)), BOOLEAN
 
@@ -679,6 +727,32 @@ class _Compiler:
 
         return union, left_static if left_static == right_static else ANY
 
+    def _MultiplicativeExpression(self, node: dict[str, Any], static: Static) -> tuple[Fn, Static]:
+        """`* / div mod` on numbers (https://hl7.org/fhirpath/N1/#math-1); quantities go to fhirpathpy."""
+        operator = node["terminalNodeText"][0]
+        left, left_static, right, right_static = self._operands(node, static)
+        if left_static[0] not in ("prim", "any") or right_static[0] not in ("prim", "any"):
+            raise Unsupported(f"{operator} on {left_static}")
+
+        def arithmetic(focus: list[Any], env: Env) -> list[Any]:
+            a, b = single(left(focus, env)), single(right(focus, env))
+            if a is None or b is None:
+                return []
+            if not (is_number(a) and is_number(b)):
+                raise Fallback
+            if operator == "*":
+                return [a * b]
+            if b == 0:
+                return []  # division by zero is empty
+            if operator == "/":
+                return [Decimal(a) / Decimal(b)]
+            if operator == "div":
+                return [int(Decimal(a) / Decimal(b))]
+            return [a - b * int(Decimal(a) / Decimal(b))]
+
+        static_type = INTEGER if operator in ("div", "mod") or left_static == right_static == INTEGER else ANY
+        return arithmetic, static_type
+
     def _AdditiveExpression(self, node: dict[str, Any], static: Static) -> tuple[Fn, Static]:
         operator = node["terminalNodeText"][0]
         left, left_static, right, right_static = self._operands(node, static)
@@ -705,6 +779,24 @@ class _Compiler:
             raise Fallback
 
         return arithmetic, left_static
+
+
+def _ancestry(type_code: str) -> list[str]:
+    """The type and its base types (Age, Quantity, Element): what `is` accepts it as."""
+    found = []
+    while type_code and type_code not in found:
+        found.append(type_code)
+        type_code = (structure().get(type_code) or {}).get("base") or ""
+    return found
+
+
+def _static_type_name(static: Static) -> str | None:
+    """The FHIR type a static type names exactly (a primitive, or a datatype's own position), if any."""
+    if static[0] == "prim":
+        return static[1]
+    if static[0] == "pos" and static[2] == "":
+        return static[1]
+    return None
 
 
 def compile_expression(expression: str, resource: Static, context: Static) -> Fn:

@@ -67,6 +67,9 @@ class SchemaValidator:
             if nested is not None:
                 issues.extend(nested)
             else:
+                missing = getattr(error.kind, "property", None) if type(error.kind).__name__ == "Required" else None
+                if isinstance(missing, str):  # located at the missing element, not at its parent
+                    path.append(missing)
                 issues.append(Issue("structure", error.message, expression=(fhirpath_of(resource_type, path),)))
             if len(issues) >= MAX_ISSUES:
                 break

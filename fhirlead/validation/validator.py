@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from fhirlead.errors import FhirError, Issue
 from fhirlead.validation import rules, structure
 from fhirlead.validation.invariants import Invariants
+from fhirlead.validation.profiles import Profiles
 from fhirlead.validation.schema import SchemaValidator
 
 
@@ -20,23 +22,28 @@ def base_invariants() -> Invariants:
 
 
 class Validator:
-    def __init__(self) -> None:
+    def __init__(self, profiles: Profiles | None = None) -> None:
         self.schema = SchemaValidator()
         self.invariants = base_invariants()
+        self.profiles = profiles or Profiles()
 
-    def issues(self, resource: dict[str, Any], expected_type: str | None = None) -> list[Issue]:
-        """Everything wrong with `resource`, warnings included (docs/validation.md: each layer runs
-        when the earlier ones found nothing)."""
+    def issues(self, resource: dict[str, Any], expected_type: str | None = None,
+               profiles: Sequence[str] = (), writing: bool = False) -> list[Issue]:
+        """Everything wrong with `resource`, warnings and notes included (docs/validation.md: each layer
+        runs when the earlier ones found nothing): the base definitions, then the profiles it claims in
+        `meta.profile` and `profiles` (`writing`: as a write holds it to them, see Profiles.check)."""
         issues: list[Issue] = rules.check_type(resource, expected_type)
         if not issues:
             issues = rules.check_json_shape(resource) + self.schema.validate(resource)
         if not issues:
             issues = structure.check(resource) + self.invariants.check(resource)
+        if not any(failed(issue) for issue in issues):
+            issues += self.profiles.check(resource, profiles, writing)
         return issues
 
     def check(self, resource: dict[str, Any], expected_type: str | None = None) -> None:
         """Raise a 400 FhirError listing what is wrong with `resource`, or return quietly."""
-        errors = [issue for issue in self.issues(resource, expected_type) if failed(issue)]
+        errors = [issue for issue in self.issues(resource, expected_type, writing=True) if failed(issue)]
         if errors:  # warnings alone do not refuse a write, nor crowd a refusal (`$validate` lists them)
             raise FhirError(400, errors)
 

@@ -63,8 +63,12 @@ async def test_profile_and_missing_resource(client: httpx.AsyncClient) -> None:
                                      json=A1C))
     assert base[0]["severity"] == "information"
     unknown = await client.post("Observation/$validate", json=parameters(
-        A1C, profile="http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab"))
+        A1C, profile="http://example.org/fhir/StructureDefinition/not-held"))
     assert unknown.status_code == 400 and unknown.json()["issue"][0]["code"] == "not-supported"
+    lab = outcome(await client.post("Observation/$validate", json=parameters(
+        A1C, profile="http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab")))
+    failed = {i["expression"][0] for i in lab if i["severity"] == "error"}
+    assert {"Observation.category", "Observation.subject"} <= failed
     assert (await client.post("Observation/$validate", json=parameters())).status_code == 400
 
 

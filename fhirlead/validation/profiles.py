@@ -1,0 +1,82 @@
+"""Validation against profiles: the ones a resource claims in `meta.profile` and the ones a caller asks
+for (`$validate?profile=`), each compiled once (profile_model.py) and checked (profile_check.py).
+
+https://hl7.org/fhir/R4/resource-definitions.html#Meta.profile: a claimed profile the server does not
+know is not an error (servers are not required to know every profile); `$validate` says it was not
+checked. A profile for another resource type is an error: the claim is false.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from fhirlead.errors import Issue
+from fhirlead.terminology import Terminology, default_terminology
+from fhirlead.validation.conformance import Conformance, default_conformance
+from fhirlead.validation.profile_check import CORE, ProfileRun
+from fhirlead.validation.profile_model import CompiledProfile, build
+
+
+class Profiles:
+    """The compiled profiles of one Conformance, rebuilt when its definitions change."""
+
+    def __init__(self, conformance: Conformance | None = None, terminology: Terminology | None = None) -> None:
+        self.conformance = conformance or default_conformance()
+        self.terminology = terminology or default_terminology()
+        self._compiled: dict[str, CompiledProfile | None] = {}
+        self._generation = -1
+        self._lock = threading.Lock()
+
+    def compiled(self, canonical: str) -> CompiledProfile | None:
+        if self._generation != self.conformance.generation:
+            with self._lock:
+                self._compiled, self._generation = {}, self.conformance.generation
+        if canonical not in self._compiled:
+            found = build(self.conformance, canonical)
+            with self._lock:
+                self._compiled[canonical] = found
+        return self._compiled[canonical]
+
+    def known(self, canonical: str) -> bool:
+        return self.conformance.is_base(canonical) or self.conformance.get(canonical) is not None
+
+    def check(self, resource: dict[str, Any], asked: Iterable[str] = (), writing: bool = False) -> list[Issue]:
+        """The issues of `resource` against its claimed profiles and `asked` ones (each once). When
+        `writing`, a claimed profile of the R4 core itself (vitalsigns, shareablevalueset, cqllibrary,
+        ...) reports what it finds as warnings: those were published as examples of profiling, several
+        were superseded (the knowledge-artifact ones by CRMI), and published content claims them without
+        meeting them (CMS's eCQM ValueSets claim shareablevalueset without `experimental`). `$validate`
+        reports them in full; US Core's vital signs, which build on them, are enforced in full."""
+        meta = resource.get("meta")
+        claimed = meta.get("profile", []) if isinstance(meta, dict) else []
+        issues: list[Issue] = []
+        run = ProfileRun(self.compiled, self.terminology)
+        for canonical in dict.fromkeys([*claimed, *asked]):
+            if not isinstance(canonical, str) or self.conformance.is_base(canonical):
+                continue  # the base definitions are checked on every write already
+            profile = self.compiled(canonical)
+            if profile is None:
+                issues.append(Issue("not-supported", f"Profile {canonical} is not known to this server: not checked",
+                                    severity="information", expression=("meta.profile",)))
+                continue
+            if profile.type != resource.get("resourceType"):
+                issues.append(Issue("invalid", f"Profile {canonical} is for {profile.type}, not "
+                                    f"{resource.get('resourceType')}", expression=("meta.profile",)))
+                continue
+            issues += _notes(profile)
+            lenient = writing and canonical.startswith(CORE) and canonical not in asked
+            run.lenient += lenient
+            run.check(resource, profile)
+            run.lenient -= lenient
+        return issues + run.issues
+
+
+def _notes(profile: CompiledProfile) -> list[Issue]:
+    notes = [Issue("informational", f"Profile {profile.url}: {what} (the version held was used)",
+                   severity="information") for what in profile.substituted]
+    if profile.missing_base:
+        notes.append(Issue("not-supported", f"Profile {profile.url} derives from {profile.missing_base}, which this "
+                           "server does not hold: that ancestor's rules were not checked", severity="warning"))
+    return notes
