@@ -5,7 +5,9 @@
 Over the 728 R4 examples packed in tests/data and, when ../shared/data is beside the repository, the
 Synthea bundles' resources: microseconds per resource (best of --rounds passes) for the server's JSON
 rules, the R4 JSON Schema, the base element rules with the narrative (`structure.check`), the base
-invariants (`Invariants.check`) and the whole `Validator.check`.
+invariants (`Invariants.check`) and the whole `Validator.check`. Then the profiles: over
+the US Core 6.1.0 examples in profiles/us-core/examples, per profile they claim, microseconds for the
+profile layer alone (`Profiles.check`) and for the whole validator, median of the examples of that profile.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any
 from fhirlead import fhirjson
 from fhirlead.errors import FhirError
 from fhirlead.validation import Validator, rules, structure
+from fhirlead.validation.profiles import Profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "tests" / "data" / "r4-examples.ndjson.gz"
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea"
+US_CORE = ROOT / "profiles" / "us-core" / "examples"
 
 
 def corpora() -> dict[str, list[dict[str, Any]]]:
@@ -68,5 +72,30 @@ def main() -> None:
         print(f"| {name} | {len(resources):,} | " + " | ".join(cells) + " |")
 
 
+def profiles(rounds: int) -> None:
+    """Per US Core profile: the profile layer alone and the whole validator, median over its examples."""
+    validator, layer = Validator(), Profiles()
+    by_profile: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(US_CORE.glob("*.json")):
+        resource = fhirjson.loads(path.read_bytes())
+        for canonical in resource.get("meta", {}).get("profile", [])[:1]:
+            by_profile.setdefault(canonical.rsplit("/", 1)[-1], []).append(resource)
+
+    def whole(resource: dict[str, Any]) -> None:
+        with contextlib.suppress(FhirError):
+            validator.check(resource)
+
+    print("| profile | examples | profile layer | whole validator |")
+    print("| --- | --- | --- | --- |")
+    for name, resources in sorted(by_profile.items()):
+        for resource in resources:
+            whole(resource)  # compile first
+            layer.check(resource)
+        own = sorted(timed([r], layer.check, rounds) for r in resources)[len(resources) // 2]
+        total = sorted(timed([r], whole, rounds) for r in resources)[len(resources) // 2]
+        print(f"| {name} | {len(resources)} | {own:.0f} µs | {total:.0f} µs |")
+
+
 if __name__ == "__main__":
     main()
+    profiles(5)

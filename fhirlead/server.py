@@ -17,6 +17,7 @@ from fhirlead.storage.factory import open_store
 from fhirlead.storage.observed import ObservedStore
 from fhirlead.storage.port import Store
 from fhirlead.validation import Validator
+from fhirlead.validation.live import LiveDefinitions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Server:
     # events with `audit.authorization(kind=..., outcome=..., client_id=..., username=..., ...)`.
     audit: AuditTrail | None = None
     workers: list[Any] = field(default_factory=list)  # the plugins' background workers, once started
+    live: LiveDefinitions | None = None  # the store's conformance resources, kept in force
 
     @classmethod
     async def start(cls, settings: Settings, store: Store | None = None) -> Server:
@@ -50,9 +52,13 @@ class Server:
         else:
             await auth.start()
         operations = OperationRegistry.discover()
-        server = cls(settings, store, Validator(), search, Extractor(search), operations, auth)
-        if operations.observers:
-            server.store = ObservedStore(store, [factory(server) for factory in operations.observers])
+        validator = Validator.for_server()
+        validator.profiles.require(settings.required_profiles)
+        server = cls(settings, store, validator, search, Extractor(search), operations, auth)
+        observed = server.store = ObservedStore(store, [factory(server) for factory in operations.observers])
+        server.live = LiveDefinitions(store, validator)
+        await server.live.load()
+        observed.committed.append(server.live.written)
         return server
 
     async def start_workers(self) -> None:
@@ -61,6 +67,8 @@ class Server:
         if not self.settings.workers:
             log.warning("BACKGROUND WORKERS ARE OFF (FHIRLEAD_WORKERS=off): recorded jobs wait for a server")
             return
+        if self.live is not None:
+            await self.live.start()
         for factory in self.operations.workers:
             worker = factory(self)
             await worker.start()
@@ -83,6 +91,8 @@ class Server:
         for worker in reversed(self.workers):
             await worker.stop()
         self.workers.clear()
+        if self.live is not None:
+            await self.live.stop()
         if self.audit is not None:
             await self.audit.stop()  # writes what is still queued while the store is open
         if self.auth is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -25,6 +26,24 @@ def source_trust(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(ranks)
 
 
+def required_profiles(text: str) -> tuple[tuple[str, str, str | None], ...]:
+    """`[{"type": "Group", "profile": "<canonical>", "when": "<FHIRPath>"}, ...]` (JSON): every resource of
+    `type` written (for which `when`, evaluated on it, is true, if given) must conform to `profile`,
+    whether or not it claims it in `meta.profile` (docs/validation.md, "Required profiles")."""
+    if not text.strip():
+        return ()
+    try:
+        items = json.loads(text)
+        rules = tuple((item["type"], item["profile"], item.get("when")) for item in items)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError("FHIRLEAD_REQUIRED_PROFILES: a JSON list of {\"type\", \"profile\"[, \"when\"]} "
+                         f"objects ({type(error).__name__})") from error
+    if not all(isinstance(part, str) for rule in rules for part in rule[:2]) or \
+            not all(rule[2] is None or isinstance(rule[2], str) for rule in rules):
+        raise ValueError("FHIRLEAD_REQUIRED_PROFILES: type, profile and when are strings")
+    return rules
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default_factory=lambda: _env("HOST", "127.0.0.1"))
@@ -46,6 +65,9 @@ class Settings:
     # How far each source system is trusted when `$aggregate-patient` and `$summary` merge one person's
     # records (docs/identity.md): most trusted first, then the most recently updated.
     source_trust: tuple[tuple[str, float], ...] = field(default_factory=lambda: source_trust(_env("SOURCE_TRUST", "")))
+    # Profiles every write of a type must meet, claimed or not (e.g. every attribution-list Group atr-group).
+    required_profiles: tuple[tuple[str, str, str | None], ...] = field(
+        default_factory=lambda: required_profiles(_env("REQUIRED_PROFILES", "")))
     # Authorization (SMART on FHIR) is on unless explicitly turned off (FHIRLEAD_AUTH=off).
     auth: bool = field(default_factory=lambda: _env("AUTH", "on").lower() not in ("off", "false", "0", "no"))
     # The audit trail (AuditEvents for every request) runs whenever authorization is on, unless

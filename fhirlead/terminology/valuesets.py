@@ -228,6 +228,33 @@ class Terminology:
             self._lookups = {}
         return True
 
+    def remove(self, kind: str, url: str) -> None:
+        """Forget the ValueSet or CodeSystem `url` (a delete through the API)."""
+        with self._lock:
+            if kind == "ValueSet":
+                self._valuesets.pop(url, None)
+            else:
+                implicit = self._codesystems.pop(url, {}).get("valueSet")
+                if isinstance(implicit, str):
+                    self._implicit.pop(_url(implicit), None)
+                self._indexes.pop(url, None)
+            self._members = {}
+            self._lookups = {}
+
+    def held(self, kind: str, url: str) -> dict[str, Any] | None:
+        """The ValueSet or CodeSystem held under `url`, as added."""
+        return (self._valuesets if kind == "ValueSet" else self._codesystems).get(url)
+
+    def overlay(self) -> Terminology:
+        """A Terminology holding what this one holds, to which a server adds what its store holds:
+        resources are shared (never changed), compiled memberships are not."""
+        with self._lock:
+            copy = Terminology()
+            copy._valuesets = dict(self._valuesets)
+            copy._codesystems = dict(self._codesystems)
+            copy._implicit = dict(self._implicit)
+        return copy
+
     def knows(self, valueset: str) -> bool:
         """Whether the ValueSet is held (or is the all-codes ValueSet a held CodeSystem names)."""
         url = _url(valueset)

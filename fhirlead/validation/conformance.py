@@ -47,14 +47,25 @@ def definition_files(root: Path, kinds: tuple[str, ...]) -> Iterator[dict[str, A
 
 class Conformance:
     """StructureDefinitions by canonical URL and version. Thread-safe; `generation` grows with every
-    change so compiled profiles can tell they are stale."""
+    change so compiled profiles can tell they are stale. A server's Conformance lays the definitions
+    written to its store over the process-wide one (`parent`): one of the same URL and version wins."""
 
-    def __init__(self, definitions: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(self, definitions: Iterable[dict[str, Any]] = (), parent: Conformance | None = None) -> None:
         self._by_url: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self.generation = 0
+        self._changes = 0
+        self.parent = parent
         for definition in definitions:
             self.add(definition)
+
+    @property
+    def generation(self) -> int:
+        return self._changes + (self.parent.generation if self.parent else 0)
+
+    def _versions(self, url: str) -> dict[str, dict[str, Any]]:
+        own = self._by_url.get(url)
+        inherited = self.parent._versions(url) if self.parent else {}
+        return {**inherited, **own} if own and inherited else own or inherited
 
     def add(self, definition: dict[str, Any]) -> None:
         url = definition.get("url")
@@ -62,9 +73,10 @@ class Conformance:
             return
         with self._lock:
             self._by_url.setdefault(url, {})[str(definition.get("version") or "")] = definition
-            self.generation += 1
+            self._changes += 1
 
     def remove(self, url: str, version: str | None = None) -> None:
+        """Forget a definition this layer holds (a parent's stays)."""
         with self._lock:
             versions = self._by_url.get(url)
             if versions is not None:
@@ -72,13 +84,13 @@ class Conformance:
                     del self._by_url[url]
                 else:
                     versions.pop(version, None)
-                self.generation += 1
+                self._changes += 1
 
     def resolve(self, canonical: str) -> Resolved | None:
         """The definition `canonical` names, or None. Without a version, or with one not held, the
         latest held (by version string) is used."""
         url, _, version = canonical.partition("|")
-        versions = self._by_url.get(url)
+        versions = self._versions(url)
         if not versions:
             return None
         if version and version in versions:

@@ -12,9 +12,13 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from fhirlead.clock import instant, now
+from fhirlead.definitions import resource_types
 from fhirlead.errors import Issue
 from fhirlead.terminology import Terminology, default_terminology
 from fhirlead.validation.conformance import Conformance, default_conformance
+from fhirlead.validation.fhirpath_compiler import Env
+from fhirlead.validation.invariant_checks import Check, check_for
 from fhirlead.validation.profile_check import CORE, ProfileRun
 from fhirlead.validation.profile_model import CompiledProfile, build
 
@@ -28,6 +32,25 @@ class Profiles:
         self._compiled: dict[str, CompiledProfile | None] = {}
         self._generation = -1
         self._lock = threading.Lock()
+        self.required: dict[str, list[tuple[str, Check | None]]] = {}  # type -> (profile, condition)
+
+    def require(self, rules: Iterable[tuple[str, str, str | None]]) -> None:
+        """Profiles every write of a type must meet, where the FHIRPath condition (if any) holds
+        (settings.required_profiles). Raises ValueError for a type that is not a resource type."""
+        for type_, profile, when in rules:
+            if type_ not in resource_types():
+                raise ValueError(f"FHIRLEAD_REQUIRED_PROFILES: {type_!r} is not a resource type")
+            condition = None if when is None else check_for(
+                {"key": "when", "severity": "error", "human": when, "expression": when},
+                ("res", type_), ("res", type_), type_)
+            self.required.setdefault(type_, []).append((profile, condition))
+
+    def _required_for(self, resource: dict[str, Any]) -> list[str]:
+        found = []
+        for profile, condition in self.required.get(resource.get("resourceType", ""), ()):
+            if condition is None or condition.holds(resource, Env(resource, resource)) is True:
+                found.append(profile)
+        return found
 
     def compiled(self, canonical: str) -> CompiledProfile | None:
         if self._generation != self.conformance.generation:
@@ -48,15 +71,24 @@ class Profiles:
         ...) reports what it finds as warnings: those were published as examples of profiling, several
         were superseded (the knowledge-artifact ones by CRMI), and published content claims them without
         meeting them (CMS's eCQM ValueSets claim shareablevalueset without `experimental`). `$validate`
-        reports them in full; US Core's vital signs, which build on them, are enforced in full."""
+        reports them in full; US Core's vital signs, which build on them, are enforced in full. A write is
+        also held to the profiles `require` set for its type, and is checked as it will be stored."""
+        if writing:
+            resource = _as_stored(resource)
         meta = resource.get("meta")
         claimed = meta.get("profile", []) if isinstance(meta, dict) else []
+        asked = list(asked)
+        required = self._required_for(resource) if writing and self.required else []
         issues: list[Issue] = []
         run = ProfileRun(self.compiled, self.terminology)
-        for canonical in dict.fromkeys([*claimed, *asked]):
+        for canonical in dict.fromkeys([*claimed, *asked, *required]):
             if not isinstance(canonical, str) or self.conformance.is_base(canonical):
                 continue  # the base definitions are checked on every write already
             profile = self.compiled(canonical)
+            if profile is None and canonical in required:
+                issues.append(Issue("not-supported", f"Every {resource.get('resourceType')} written here must meet "
+                                    f"{canonical}, which this server does not hold: it cannot be accepted"))
+                continue
             if profile is None:
                 issues.append(Issue("not-supported", f"Profile {canonical} is not known to this server: not checked",
                                     severity="information", expression=("meta.profile",)))
@@ -66,11 +98,22 @@ class Profiles:
                                     f"{resource.get('resourceType')}", expression=("meta.profile",)))
                 continue
             issues += _notes(profile)
-            lenient = writing and canonical.startswith(CORE) and canonical not in asked
+            lenient = writing and canonical.startswith(CORE) and canonical not in asked and canonical not in required
             run.lenient += lenient
             run.check(resource, profile)
             run.lenient -= lenient
         return issues + run.issues
+
+
+def _as_stored(resource: dict[str, Any]) -> dict[str, Any]:
+    """What the server will store: `id`, `meta.versionId` and `meta.lastUpdated` are the server's to set
+    (https://hl7.org/fhir/R4/http.html#create), so a profile requiring them (atr-group: lastUpdated) is
+    met by a write without them."""
+    meta = resource.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta.setdefault("versionId", "1")
+    meta.setdefault("lastUpdated", instant(now()))
+    return {**resource, "id": resource.get("id", "new"), "meta": meta}
 
 
 def _notes(profile: CompiledProfile) -> list[Issue]:

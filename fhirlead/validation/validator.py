@@ -7,7 +7,9 @@ from functools import cache
 from typing import Any
 
 from fhirlead.errors import FhirError, Issue
+from fhirlead.terminology import default_terminology
 from fhirlead.validation import rules, structure
+from fhirlead.validation.conformance import Conformance, default_conformance
 from fhirlead.validation.invariants import Invariants
 from fhirlead.validation.profiles import Profiles
 from fhirlead.validation.schema import SchemaValidator
@@ -26,6 +28,12 @@ class Validator:
         self.schema = SchemaValidator()
         self.invariants = base_invariants()
         self.profiles = profiles or Profiles()
+
+    @classmethod
+    def for_server(cls) -> Validator:
+        """A validator whose definitions a server may add to (its store's StructureDefinitions, ValueSets
+        and CodeSystems: fhirlead/validation/live.py) without touching other servers in the process."""
+        return cls(Profiles(Conformance(parent=default_conformance()), default_terminology().overlay()))
 
     def issues(self, resource: dict[str, Any], expected_type: str | None = None,
                profiles: Sequence[str] = (), writing: bool = False) -> list[Issue]:
