@@ -65,13 +65,54 @@ def _first_fields(branches: tuple[Branch, ...]) -> frozenset[str] | None:
     return None if None in fields else frozenset(fields)  # type: ignore[arg-type]
 
 
-def _fallback(expression: str) -> Evaluate:
-    """fhirpathpy for the few expressions the compiler does not handle (slow: milliseconds per call)."""
+def _fallback(expression: str, type_: str) -> Evaluate:
+    """For the few expressions the path compiler does not handle: the validator's FHIRPath compiler
+    (fhirlead/validation/fhirpath_compiler.py: nested `where`, `exists()`, boolean logic; ~µs a call),
+    and fhirpathpy for what neither covers (slow: milliseconds per call)."""
+    from fhirlead.validation.fhirpath_compiler import Env
+    from fhirlead.validation.fhirpath_compiler import Unsupported as Beyond
+    from fhirlead.validation.fhirpath_compiler import compile_expression as compile_typed
+    from fhirlead.validation.fhirpath_values import Fallback
+
+    try:
+        typed = compile_typed(expression, ("res", type_), ("res", type_))
+    except Beyond:
+        return _fhirpathpy(expression)
+    slow: list[Evaluate] = []
+
+    def evaluate(resource: Any) -> list[Any]:
+        try:
+            return typed([resource], Env(resource, resource))
+        except Fallback:  # a value the compiled form will not decide on
+            if not slow:
+                slow.append(_fhirpathpy(expression))
+            return slow[0](resource)
+
+    return evaluate
+
+
+def _fhirpathpy(expression: str) -> Evaluate:
     from fhirpathpy import compile as fhirpath_compile  # imported lazily: heavy and rarely needed
     from fhirpathpy.models import models
 
     function = fhirpath_compile(expression, models["r4"])
     return lambda resource: function(resource)
+
+
+def evaluated_by_fhirpathpy(expression: str, type_: str) -> bool:
+    """Whether neither compiler covers `expression` (what the search tests keep to a handful)."""
+    try:
+        compile_expression(expression, type_)
+        return False
+    except Unsupported:
+        from fhirlead.validation.fhirpath_compiler import Unsupported as Beyond
+        from fhirlead.validation.fhirpath_compiler import compile_expression as compile_typed
+
+        try:
+            compile_typed(expression, ("res", type_), ("res", type_))
+            return False
+        except Beyond:
+            return True
 
 
 def _branches(expression: str, type_: str, kind: str, start: Any = None) -> tuple[tuple[Branch, ...], bool]:
@@ -82,7 +123,7 @@ def _branches(expression: str, type_: str, kind: str, start: Any = None) -> tupl
         if start is not None:
             raise
         log.debug("fhirpathpy fallback for %s: %s (%s)", type_, expression, why)
-        return (Branch(_fallback(expression), module.converter("*"), False),), False
+        return (Branch(_fallback(expression, type_), module.converter("*"), False),), False
     found = []
     for accessor in accessors:
         convert = module.converter(accessor.type)
