@@ -197,9 +197,8 @@ class ProfileRun:
             self._binding(value, type_code, rule, where)
         if type_code == "Reference" and isinstance(value, dict) and rule.target_profiles():
             self._reference(value, rule, where)
-        for profile in rule.type_profiles():
-            if type_code != "Extension":
-                self._type_profile(value, profile, where)
+        if type_code != "Extension" and rule.type_profiles():
+            self._type_profiles(value, rule.type_profiles(), where)
         assert self.env is not None
         for check in rule.checks_for(type_code):
             try:
@@ -246,14 +245,51 @@ class ProfileRun:
         return None
 
     def _type_profile(self, value: Any, canonical: str, where: str) -> None:
-        compiled = self.resolve(canonical)
-        if compiled is None or not isinstance(value, dict):
+        if not isinstance(value, dict):
             return
-        outer, self.profile = self.profile, compiled
+        compiled = self.resolve(canonical)
+        if compiled is not None:
+            self._within(value, compiled, where)
+            return
+        base = self.resolve_type(canonical)  # a base resource definition: the type must be that one
+        if base is not None and base != "Resource" and _is_resource(value) and value["resourceType"] != base:
+            assert self.profile is not None
+            self._issue(where, f"a {value['resourceType']} is not valid here: it must be a {base}", self.profile.root)
+
+    def _within(self, value: dict[str, Any], compiled: CompiledProfile, where: str) -> None:
+        """`value` against another profile (an extension's definition, a type's profile): a resource held
+        in an element (Bundle.entry.resource) is its own %resource there."""
+        outer, outer_env = self.profile, self.env
+        self.profile = compiled
+        if _is_resource(value):
+            if value.get("resourceType") != compiled.type:
+                self._issue(where or value.get("resourceType", ""), f"a {value.get('resourceType')} is not valid "
+                            f"here: it must be a {compiled.type}", compiled.root)
+                self.profile = outer
+                return
+            self.env = Env(value, value)
         try:
-            self._apply(value, compiled.type, compiled.root, where)
+            self._apply(value, compiled.type, compiled.root, where or compiled.type)
         finally:
-            self.profile = outer
+            self.profile, self.env = outer, outer_env
+
+    def _type_profiles(self, value: Any, profiles: list[str], where: str) -> None:
+        """https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.type.profile: with
+        several profiles, the value must conform to at least one of them."""
+        if len(profiles) == 1:
+            self._type_profile(value, profiles[0], where)
+            return
+        if not isinstance(value, dict):
+            return
+        failures = []
+        for canonical in profiles:
+            found = self._failures(value, canonical)
+            if found is None or not found:
+                return  # one it meets, or one the server cannot check
+            failures.append(found[0].diagnostics)
+        assert self.profile is not None
+        self.issues.append(Issue("structure", f"{where}: conforms to none of its profiles ({'; '.join(failures)})",
+                                 severity="warning" if self.lenient else "error", expression=(where,)))
 
     def _extension(self, extension: Any, where: str) -> None:
         """An extension is checked against the definition its url names, where the server holds it
@@ -310,9 +346,9 @@ class ProfileRun:
             last = max(last, index)
             counts[index] += 1
             self._apply(value, code, rule.slices[index], location)
-        for index, chosen in enumerate(rule.slices):
-            if chosen.type_slice is None:
-                self._cardinality(counts[index], chosen, f"{where}.{rule.name}", chosen.id)
+        for index, chosen in enumerate(rule.slices):  # a type slice (value[x]:valueQuantity) counts its type
+            name = chosen.slice_name if chosen.type_slice else rule.name
+            self._cardinality(counts[index], chosen, f"{where}.{name}", chosen.id)
 
     def _slice_of(self, value: Any, code: str | None, rule: Rule) -> int | None:
         for index, chosen in enumerate(rule.slices):
@@ -337,20 +373,22 @@ class ProfileRun:
         return bool(discriminators) or self._conforms(value, code, chosen)
 
     def _discriminate(self, value: Any, code: str | None, chosen: Rule, discriminator: dict[str, Any]) -> bool | None:
-        """Whether `value` satisfies one discriminator of the slice; None when it cannot be evaluated."""
+        """Whether `value` satisfies one discriminator of the slice; None when it cannot be evaluated
+        (https://hl7.org/fhir/R4/profiling.html#discriminator)."""
         kind, path = discriminator.get("type"), str(discriminator.get("path", "$this"))
         if kind in ("value", "pattern") and path == "url" and chosen.type_profiles() and "url" not in chosen.children:
             urls = [profile.partition("|")[0] for profile in chosen.type_profiles()]  # an extension slice
             return isinstance(value, dict) and value.get("url") in urls
         target = _rule_at(chosen, path)
-        if target is None:
-            return None
-        found = _descend([value], path)
+        found = _typed_descend([(value, code)], path)
         if kind in ("value", "pattern"):
-            if target.fixed is not NOTHING:
-                return any(equals_fixed(item, target.fixed) for item in found)
-            if target.pattern is not NOTHING:
-                return any(matches_pattern(item, target.pattern) for item in found)
+            expected = _expected_at(chosen, path)
+            if expected is None:
+                return None
+            fixed, wanted = expected
+            test = equals_fixed if fixed else matches_pattern
+            return any(test(item, wanted) for item, _ in found)
+        if target is None:
             return None
         if kind == "exists":
             if target.min >= 1:
@@ -359,12 +397,45 @@ class ProfileRun:
                 return not found
             return None
         if kind == "type":
-            wanted = target.type_codes()
-            if path in ("$this", ""):
-                actual = value.get("resourceType") if isinstance(value, dict) and "resourceType" in value else code
-                return actual in wanted
+            wanted_types = self._types_named(target)
+            known = [actual for _, actual in found if actual is not None]
+            return any(actual in wanted_types for actual in known) if known else None
+        if kind == "profile":
+            profiles = target.type_profiles()
+            if not profiles:
+                return None
+            return any(self._conforms_to(item, actual, profiles) for item, actual in found)
+        return None
+
+    def _types_named(self, rule: Rule) -> set[str]:
+        """The type codes a rule allows; a resource element's by the types of its profiles."""
+        wanted: set[str] = set()
+        if rule.types is None:  # a choice element narrowed by a required type slice (payload.contentString 1..1)
+            required = {chosen.type_slice for chosen in rule.slices if chosen.type_slice and chosen.min >= 1}
+            if required:
+                return required  # type: ignore[return-value]
+        for entry in rule.types or [{"code": code} for code in rule.base_types]:
+            if entry.get("code") in ("Resource", "DomainResource") and entry.get("profile"):
+                wanted |= {found for found in map(self.resolve_type, entry["profile"]) if found}
+            else:
+                wanted.add(entry.get("code"))
+        return wanted
+
+    def _conforms_to(self, value: Any, code: str | None, profiles: list[str]) -> bool | None:
+        """Whether `value` meets at least one of `profiles` (None: the server can check none of them)."""
+        verdicts = [self._failures(value, canonical) for canonical in profiles]
+        if all(found is None for found in verdicts):
             return None
-        return None  # profile: decided by conformance below
+        return any(found == [] for found in verdicts)
+
+    def _failures(self, value: Any, canonical: str) -> list[Issue] | None:
+        """The errors of `value` against one profile, tried apart; None when the server cannot check it."""
+        if self.resolve(canonical) is None and self.resolve_type(canonical) is None:
+            return None
+        trial = ProfileRun(self.resolve, self.terminology)
+        trial.lenient, trial.env, trial.profile = self.lenient, self.env, self.profile
+        trial._type_profile(value, canonical, "")
+        return _errors(trial.issues)
 
     def _conforms(self, value: Any, code: str | None, chosen: Rule) -> bool:
         """Whether `value` meets the slice's own rules (no error): the fallback discriminator."""
@@ -372,6 +443,63 @@ class ProfileRun:
         trial.env, trial.profile, trial.lenient = self.env, self.profile, self.lenient
         trial._apply(value, code, chosen, "")
         return not any(issue.severity in ("error", "fatal") for issue in trial.issues)
+
+
+def _errors(issues: list[Issue]) -> list[Issue]:
+    return [issue for issue in issues if issue.severity in ("error", "fatal")]
+
+
+def _is_resource(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+
+
+def _typed_descend(values: list[tuple[Any, str | None]], path: str) -> list[tuple[Any, str | None]]:
+    """Like `_descend`, keeping each value's type where it is known: a resource's type, a choice
+    element's by its JSON key."""
+    if path in ("$this", ""):
+        return [(value, value["resourceType"] if _is_resource(value) else code) for value, code in values]
+    found: list[tuple[Any, str | None]] = []
+    for value, _ in values:
+        for step_value in _descend([value], path):
+            found.append((step_value, step_value["resourceType"] if _is_resource(step_value) else None))
+    last = path.rsplit(".", 1)[-1]
+    if all(code is None for _, code in found):  # a choice element at the end of the path: typed by its key
+        typed = []
+        for value, _ in values:
+            parent = _descend([value], path.rsplit(".", 1)[0]) if "." in path else [value]
+            for holder in parent:
+                if isinstance(holder, dict):
+                    for key, item in holder.items():
+                        if key.startswith(last) and key[len(last):] in type_suffixes():
+                            typed.append((item, type_suffixes()[key[len(last):]]))
+        if typed:
+            return typed
+    return found
+
+
+def _expected_at(chosen: Rule, path: str) -> tuple[bool, Any] | None:
+    """The fixed (True) or pattern (False) value a slice requires at `path`: on the element there, else
+    inside a fixed or pattern value of an element above it, nearest first (a slice `fixedContactPoint`
+    discriminated by `system`)."""
+    steps = [] if path in ("$this", "") else path.split(".")
+    chain: list[Rule] = [chosen]
+    for step in steps:
+        below = chain[-1].children.get(step) or chain[-1].children.get(f"{step}[x]")
+        if below is None:
+            break
+        chain.append(below)
+    for depth in range(len(chain) - 1, -1, -1):
+        rule = chain[depth]
+        for fixed, held in ((True, rule.fixed), (False, rule.pattern)):
+            if held is not NOTHING:
+                inside: Any = held
+                for step in steps[depth:]:
+                    inside = inside[0] if isinstance(inside, list) and inside else inside
+                    if not isinstance(inside, dict) or step not in inside:
+                        return None
+                    inside = inside[step]
+                return fixed, inside
+    return None
 
 
 def _rule_at(chosen: Rule, path: str) -> Rule | None:

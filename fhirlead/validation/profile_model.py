@@ -114,13 +114,6 @@ def parse_id(element_id: str) -> list[tuple[str, str | None]]:
     return segments
 
 
-def _element_id(element: dict[str, Any]) -> str:
-    if isinstance(element.get("id"), str):
-        return element["id"]
-    path = element["path"]
-    return f"{path}:{element['sliceName']}" if element.get("sliceName") else path
-
-
 def _base_element(position: Position, name: str) -> tuple[str, list[str]] | None:
     """(key in its owner, types) of `name` below `position`, or None."""
     if position is None:
@@ -159,9 +152,11 @@ class ProfileBuilder:
         self.root = Rule(type_name, type_name, [type_name], static, type_name)
         self.positions: dict[int, Position] = {id(self.root): (type_name, "")}
         self.seen_keys: set[str] = set()
+        self.open_slices: dict[str, str] = {}  # path -> the slice its later id-less elements belong to
 
     def merge(self, element: dict[str, Any]) -> None:
-        segments = parse_id(_element_id(element))
+        element_id = element["id"] if isinstance(element.get("id"), str) else self._implied_id(element)
+        segments = parse_id(element_id)
         if not segments or segments[0][0] != self.type:
             return
         node = self.root
@@ -170,6 +165,27 @@ class ProfileBuilder:
             if node is None:
                 return  # an element the base does not have (a logical model, a typo): nothing to check
         self._apply(node, element)
+
+    def _implied_id(self, element: dict[str, Any]) -> str:
+        """The id of an element of a differential written without ids (before R4 made them usual): an
+        element belongs to the slice last declared on each path above it
+        (https://hl7.org/fhir/R4/profiling.html#slicing: slices follow the element they slice)."""
+        path = str(element.get("path", ""))
+        if element.get("slicing") is not None or (not element.get("sliceName") and path in self.open_slices):
+            for sliced in [key for key in self.open_slices if key == path or key.startswith(path + ".")]:
+                del self.open_slices[sliced]  # the element itself again: its slices are over
+        parts = path.split(".")
+        segments = []
+        for depth, name in enumerate(parts):
+            prefix = ".".join(parts[: depth + 1])
+            if depth == len(parts) - 1 and element.get("sliceName"):
+                self.open_slices[prefix] = element["sliceName"]
+                segments.append(f"{name}:{element['sliceName']}")
+            elif depth < len(parts) - 1 and prefix in self.open_slices:
+                segments.append(f"{name}:{self.open_slices[prefix]}")
+            else:
+                segments.append(name)
+        return ".".join(segments)
 
     def _step(self, node: Rule, name: str, slice_name: str | None) -> Rule | None:
         position = self.positions.get(id(node))

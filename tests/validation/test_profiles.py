@@ -229,3 +229,53 @@ def test_closed_and_ordered_slicing() -> None:
     assert issues("mrn", "fax")[0].startswith("Patient.identifier[1]: matches none of the slices")
     assert "out of order" in issues("ssn", "mrn")[0]
     assert "at most 1" in issues("mrn", "mrn")[0]
+
+
+def constraint_profile(url: str, type_: str, elements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "StructureDefinition", "url": url, "type": type_, "derivation": "constraint",
+            "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{type_}", "differential": {"element": elements}}
+
+
+def test_bundle_entries_sliced_by_resource_type_in_an_id_less_differential() -> None:
+    """profiling.html#discriminator `type` at `resource`, and a differential without element ids (the
+    elements after a slice belong to it), as the reference validator's type-slicing-multiple case has."""
+    from fhirlead.validation.conformance import Conformance
+
+    url = "http://example.org/bundle-of-people"
+    sliced = constraint_profile(url, "Bundle", [
+        {"path": "Bundle.entry",
+         "slicing": {"discriminator": [{"type": "type", "path": "resource"}], "rules": "closed"}},
+        {"path": "Bundle.entry", "sliceName": "patient", "max": "1"},
+        {"path": "Bundle.entry.resource", "type": [{"code": "Patient"}]},
+        {"path": "Bundle.entry", "sliceName": "carer", "min": 1},
+        {"path": "Bundle.entry.resource", "type": [{"code": "Practitioner"}, {"code": "PractitionerRole"}]},
+    ])
+    profiles = Profiles(Conformance([sliced]))
+
+    def errors_of(*types: str) -> list[str]:
+        bundle = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"fullUrl": f"urn:uuid:{n}", "resource": {"resourceType": t}} for n, t in enumerate(types)]}
+        return [i.diagnostics for i in profiles.check(bundle, [url]) if i.severity == "error"]
+
+    assert errors_of("Patient", "Practitioner", "PractitionerRole") == []
+    assert ["at least 1" in e for e in errors_of("Patient")] == [True]
+    assert ["matches none of the slices" in e for e in errors_of("Practitioner", "Observation")] == [True]
+
+
+def test_a_required_type_slice_and_a_resource_of_the_wrong_type() -> None:
+    from fhirlead.validation.conformance import Conformance
+
+    quantity = constraint_profile("http://example.org/measured", "Observation", [
+        {"id": "Observation.valueQuantity", "path": "Observation.valueQuantity", "min": 1}])
+    manifest = constraint_profile("http://example.org/manifest-bundle", "Bundle", [
+        {"path": "Bundle.entry.resource", "type": [
+            {"code": "Resource", "profile": ["http://hl7.org/fhir/StructureDefinition/DocumentManifest"]}]}])
+    profiles = Profiles(Conformance([quantity, manifest]))
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"}}
+    assert [i.expression for i in profiles.check(observation, ["http://example.org/measured"])] == [
+        ("Observation.valueQuantity",)]
+    assert profiles.check({**observation, "valueQuantity": {"value": 70}}, ["http://example.org/measured"]) == []
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}
+    found = profiles.check(bundle, ["http://example.org/manifest-bundle"])
+    assert [(i.expression, "must be a DocumentManifest" in i.diagnostics) for i in found] == [
+        (("Bundle.entry[0].resource",), True)]
