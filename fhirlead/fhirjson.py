@@ -12,7 +12,9 @@ is written back verbatim. The choice was measured against orjson (bench/README.m
 Untrusted bodies (requests, `fhirlead load`) are also refused when they nest objects and arrays deeper
 than MAX_DEPTH, or repeat a property name within one object: RFC 8259 §4 leaves duplicate names
 undefined and parsers disagree on them (first wins, last wins), which lets one body mean two things
-to two readers; FHIR content never needs them.
+to two readers; FHIR content never needs them. A UTF-8 byte-order mark at the start of an untrusted
+body is ignored: RFC 8259 §8.1, "implementations that parse JSON texts MAY ignore the presence of a byte
+order mark rather than treating it as an error" (Windows tools write one; msgspec refuses it).
 """
 
 from __future__ import annotations
@@ -83,8 +85,16 @@ def loads(data: bytes | str) -> Any:
         raise TooDeep() from None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def loads_untrusted(data: bytes | str) -> Any:
-    """`loads` for what a client sent: also TooDeep beyond MAX_DEPTH, DuplicateKey for a repeated name."""
+    """`loads` for what a client sent: also TooDeep beyond MAX_DEPTH, DuplicateKey for a repeated name;
+    a leading UTF-8 byte-order mark is ignored (RFC 8259 §8.1)."""
+    if isinstance(data, bytes) and data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM):]
+    elif isinstance(data, str) and data.startswith("\ufeff"):
+        data = data[1:]
     value = loads(data)
     text = data.encode() if isinstance(data, str) else data
     if text.count(b"{") + text.count(b"[") > MAX_DEPTH and too_deep(value):

@@ -20,6 +20,8 @@ Outputs (minified JSON) in ``fhirlead/definitions/``:
   grouped per type and element path (see ``constraints``).
 - ``core-profiles.json``: the core's constraint StructureDefinitions (profiles and extensions),
   differentials only (see ``core_profiles``).
+- ``required-bindings.json``: the base definitions' required bindings on Coding/CodeableConcept/Quantity
+  elements (see ``required_bindings``).
 - ``terminology.json``: the core CodeSystems and ValueSets, trimmed to what ValueSet membership needs
   (see ``terminology``).
 """
@@ -293,7 +295,7 @@ def constraints(core: Path) -> dict:
 # What a profile validator reads of an ElementDefinition (the rest is documentation and mappings).
 PROFILE_ELEMENT_FIELDS = (
     "id", "path", "sliceName", "slicing", "min", "max", "type", "mustSupport", "binding", "constraint",
-    "contentReference", "isModifier",
+    "contentReference", "isModifier", "maxLength",
 )
 
 
@@ -307,11 +309,14 @@ def core_profiles(core: Path) -> list[dict]:
         if sd.get("derivation") != "constraint":
             continue
         kept = {key: sd[key] for key in ("url", "version", "name", "title", "status", "kind", "abstract", "type",
-                                         "baseDefinition", "derivation", "context") if key in sd}
+                                         "baseDefinition", "derivation", "context", "contextInvariant") if key in sd}
         elements = []
         for element in sd["differential"]["element"]:
             trimmed = {key: value for key, value in element.items()
-                       if key in PROFILE_ELEMENT_FIELDS or key.startswith(("fixed", "pattern"))}
+                       if key in PROFILE_ELEMENT_FIELDS or key.startswith(("fixed", "pattern", "minValue", "maxValue"))}
+            lengths = [e for e in element.get("extension", []) if e.get("url", "").endswith("/minLength")]
+            if lengths:
+                trimmed["extension"] = lengths
             if "binding" in trimmed:
                 trimmed["binding"] = {key: value for key, value in trimmed["binding"].items()
                                       if key in ("strength", "valueSet")}
@@ -414,6 +419,26 @@ def terminology(core: Path) -> list[dict]:
     return result
 
 
+def required_bindings(core: Path) -> dict[str, dict[str, str]]:
+    """The base definitions' required bindings on coded elements the JSON Schema cannot enumerate
+    (Coding, CodeableConcept, Quantity): ``{type: {element path relative to the type: value set}}``, for
+    fhirlead/validation/profiles.py (a `code` element's required binding is already a schema enum)."""
+    result: dict[str, dict[str, str]] = {}
+    for path in sorted(glob.glob(str(core / "StructureDefinition-*.json"))):
+        sd = load(path)
+        if sd.get("derivation") != "specialization" or sd["kind"] not in ("resource", "complex-type"):
+            continue
+        for element in sd["snapshot"]["element"][1:]:
+            binding = element.get("binding") or {}
+            codes = {t["code"] for t in element.get("type", [])}
+            if binding.get("strength") == "required" and binding.get("valueSet") and \
+                    codes & {"Coding", "CodeableConcept", "Quantity"} and element["path"].startswith(sd["type"] + "."):
+                relative = element["path"].split(".", 1)[1]
+                result.setdefault(sd["type"], {})[relative] = binding["valueSet"]
+    print("required bindings on coded elements:", sum(len(v) for v in result.values()), "in", len(result), "types")
+    return result
+
+
 OUTPUTS = {
     "fhir.schema.json": lambda core: correct_schema(load(core / "openapi" / "fhir.schema.json"), core),
     "search-parameters.json": search_parameters,
@@ -421,6 +446,7 @@ OUTPUTS = {
     "compartment-patient.json": lambda core: load(core / "CompartmentDefinition-patient.json"),
     "constraints.json": constraints,
     "core-profiles.json": core_profiles,
+    "required-bindings.json": required_bindings,
     "terminology.json": terminology,
 }
 

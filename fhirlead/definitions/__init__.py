@@ -73,3 +73,10 @@ def terminology() -> list[dict[str, Any]]:
     """The R4 core CodeSystems and ValueSets, trimmed to what ValueSet membership needs (codes, hierarchy,
     compose), for fhirlead/terminology (see tools/build_definitions.py, ``terminology``)."""
     return _load("terminology.json")
+
+
+@cache
+def required_bindings() -> dict[str, dict[str, str]]:
+    """The base definitions' required bindings on Coding/CodeableConcept/Quantity elements:
+    ``{type: {element path: value set}}`` (see tools/build_definitions.py, ``required_bindings``)."""
+    return _load("required-bindings.json")

@@ -11,7 +11,7 @@ Hand-written checks for the constraints that are everywhere, slow, or wrong in R
 (`NATIVE` says which and why): `Check` subclasses (`NATIVE_CHECKS`) that the plans run like any other,
 and `contained_failures` (dom-2 .. dom-5). ext-1 is checked by the walk's extension pass
 (invariants.py). Not checked at all: `NOT_CHECKED` says why for each. Some published expressions are
-corrected as later releases did (`CORRECTIONS`: opd-3, the name rules, eld-19, eld-20).
+corrected as later releases did (`CORRECTIONS`: opd-3, que-12, the name rules, eld-19, eld-20).
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ NATIVE: dict[str, str] = {
 NOT_CHECKED: dict[str, str] = {
     "ele-1": (
         "'All FHIR elements must have a @value or children': in FHIR JSON that is no empty object, empty "
-        "array, null or empty string, which fhirlead/validation/rules.py (check_json_shape) and the JSON "
-        "Schema (strings are at least one character) already refuse, with the path"
+        "array, null, empty string or element holding only an id (the `_x` of a primitive with its value "
+        "aside): fhirlead/validation/rules.py (check_json_shape) refuses all but empty strings, the JSON "
+        "Schema empty strings (schema.py makes `uri`, `url`, `canonical` and base64Binary non-empty too), "
+        "each with the path, on every element at once"
     ),
     "txt-1": (
         "htmlChecks() (only the allowed XHTML elements and attributes) is not FHIRPath fhirpathpy has; "
@@ -74,6 +76,10 @@ NOT_CHECKED: dict[str, str] = {
 # - opd-3 (OperationDefinition.parameter): "A targetProfile can only be specified for parameters of type
 #   Reference or Canonical" refused the profile of a resource-typed parameter (e.g. DEQM's care-gaps
 #   `organizationResource`); R5 allows resource types too.
+# - que-12 (Questionnaire.item, https://hl7.org/fhir/R4/questionnaire.html#invs): "If there are more than
+#   one enableWhen, enableBehavior must be specified", but R4's expression counts from three
+#   (`enableWhen.count() > 2`), so two enableWhen without an enableBehavior (whose meaning, all or any,
+#   is then unknown) passed; R4B (4.3.0) and R5 count from two, as the human text says.
 _NAME_RULE = "name.matches('[A-Z]([A-Za-z0-9_]){0,254}')"
 _ANCHORED = frozenset({"eld-19", "eld-20"})
 CORRECTIONS: dict[str, tuple[str, str]] = {
@@ -81,6 +87,10 @@ CORRECTIONS: dict[str, tuple[str, str]] = {
         "targetProfile.exists() implies (type = 'Reference' or type = 'canonical')",
         "targetProfile.exists() implies (type = 'Reference' or type = 'canonical' "
         "or type.memberOf('http://hl7.org/fhir/ValueSet/resource-types'))",
+    ),
+    "que-12": (
+        "enableWhen.count() > 2 implies enableBehavior.exists()",
+        "enableWhen.count() > 1 implies enableBehavior.exists()",
     ),
 }
 

@@ -25,6 +25,7 @@ from fhirlead.definitions import resource_types
 from fhirlead.errors import Issue
 from fhirlead.terminology import Terminology
 from fhirlead.validation.fhirpath_compiler import Env
+from fhirlead.validation.fhirpath_values import Fallback, order
 from fhirlead.validation.profile_model import NOTHING, CompiledProfile, Rule, type_suffixes
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,6 @@ class ProfileRun:
             return
         for child in rule.children.values():
             self._element(value, child, where)
-        if "extension" in value and "extension" not in rule.children:
-            for position, extension in enumerate(value["extension"]):
-                self._extension(extension, f"{where}.extension[{position}]")
 
     def _element(self, node: dict[str, Any], rule: Rule, where: str) -> None:
         found = values_of(node, rule)
@@ -169,8 +167,6 @@ class ProfileRun:
         for key, position, value, code in found:
             location = f"{where}.{key}" if position is None else f"{where}.{key}[{position}]"
             self._apply(value, code, rule, location)
-            if rule.name in ("extension", "modifierExtension") and isinstance(value, dict):
-                self._extension(value, location)
         if rule.slices:
             self._slices(found, rule, where)
 
@@ -193,6 +189,15 @@ class ProfileRun:
                         rule, code="value")
         if value is None:
             return
+        if rule.bounds != (NOTHING, NOTHING):
+            self._bounds(value, type_code, rule, where)
+        if rule.lengths != (None, None) and isinstance(value, str):
+            shortest, longest = rule.lengths
+            if shortest is not None and len(value) < shortest:
+                self._issue(where, f"{_shown(value)} is shorter than the minimum length {shortest}", rule, code="value")
+            if longest is not None and len(value) > longest:
+                self._issue(where, f"{len(value)} characters: longer than the maximum length {longest}", rule,
+                            code="value")
         if rule.binding is not None and self.terminology is not None:
             self._binding(value, type_code, rule, where)
         if type_code == "Reference" and isinstance(value, dict) and rule.target_profiles():
@@ -209,6 +214,26 @@ class ProfileRun:
             if held is False:
                 self._issue(where, f"{check.key}: {check.human}", rule,
                             severity="warning" if check.severity == "warning" else "error", code="invariant")
+
+    def _bounds(self, value: Any, type_code: str | None, rule: Rule, where: str) -> None:
+        """minValue[x]/maxValue[x] (https://hl7.org/fhir/R4/elementdefinition-definitions.html#ElementDefinition.minValue_x_):
+        numbers, dates and times by FHIRPath's order; a Quantity by its value when the units agree."""
+        for bound, below in ((rule.bounds[0], True), (rule.bounds[1], False)):
+            if bound is NOTHING:
+                continue
+            actual = value
+            if isinstance(bound, dict) and isinstance(value, dict):  # Quantity
+                if (bound.get("system"), bound.get("code")) != (value.get("system"), value.get("code")):
+                    continue  # another unit: not compared (no unit conversion here)
+                actual, bound = value.get("value"), bound.get("value")
+            try:
+                dates = isinstance(actual, str) and type_code not in ("time",)
+                found = order(actual, bound, dates) if isinstance(actual, str) == isinstance(bound, str) else None
+            except Fallback:
+                continue
+            if found is not None and ((below and found < 0) or (not below and found > 0)):
+                word = "less than the minimum" if below else "greater than the maximum"
+                self._issue(where, f"{_shown(value)} is {word} {_shown(bound)}", rule, code="value")
 
     def _reference(self, value: dict[str, Any], rule: Rule, where: str) -> None:
         target_type = self._target_type(value.get("reference"))

@@ -28,6 +28,7 @@ from fhirlead.validation.fhirpath_compiler import Static, declared_static
 from fhirlead.validation.invariant_checks import Check, check_for
 
 UNBOUNDED = None
+MIN_LENGTH = "http://hl7.org/fhir/StructureDefinition/minLength"
 NOTHING: Any = object()  # no fixed or pattern value
 Position = tuple[str, str] | None  # (owner type, element path in it) of an element's children; None: unknown
 
@@ -57,6 +58,8 @@ class Rule:
     fixed: Any = NOTHING
     pattern: Any = NOTHING
     binding: tuple[str, str] | None = None  # (strength, value set canonical)
+    bounds: tuple[Any, Any] = (NOTHING, NOTHING)  # minValue[x], maxValue[x]
+    lengths: tuple[int | None, int | None] = (None, None)  # the minLength extension, maxLength
     constraints: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     must_support: bool = False
@@ -98,6 +101,7 @@ class CompiledProfile:
     chain: list[str]  # canonicals, the profile first
     missing_base: str | None = None  # an ancestor the server does not hold (its rules are not checked)
     substituted: list[str] = field(default_factory=list)  # "url|asked -> version used"
+    definition: dict[str, Any] = field(default_factory=dict)  # the profile's StructureDefinition
 
 
 _SEGMENT = re.compile(r"^([^:]+)(?::(.+))?$")
@@ -275,6 +279,16 @@ class ProfileBuilder:
             elif key.startswith("pattern") and key != "pattern":
                 node.pattern = value
                 node.constrained = True
+            elif key.startswith("minValue") and key != "minValue":
+                node.bounds = (value, node.bounds[1])
+            elif key.startswith("maxValue") and key != "maxValue":
+                node.bounds = (node.bounds[0], value)
+        if isinstance(element.get("maxLength"), int):
+            node.lengths = (node.lengths[0], element["maxLength"])
+        for extension in element.get("extension") or ():
+            if isinstance(extension, dict) and extension.get("url") == MIN_LENGTH \
+                    and isinstance(extension.get("valueInteger"), int):
+                node.lengths = (extension["valueInteger"], node.lengths[1])
         binding = element.get("binding")
         if isinstance(binding, dict) and binding.get("valueSet") and binding.get("strength"):
             node.binding = (binding["strength"], binding["valueSet"])
@@ -321,4 +335,4 @@ def build(conformance: Conformance, canonical: str) -> CompiledProfile | None:
             builder.merge(element)
     title = profile.get("title") or profile.get("name") or profile["url"]
     return CompiledProfile(profile["url"], title, type_name, builder.root,
-                           [d["url"] for d in chain], missing, substituted)
+                           [d["url"] for d in chain], missing, substituted, profile)

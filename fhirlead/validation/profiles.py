@@ -13,14 +13,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhirlead.clock import instant, now
-from fhirlead.definitions import resource_types
+from fhirlead.definitions import required_bindings, resource_types
 from fhirlead.errors import Issue
 from fhirlead.terminology import Terminology, default_terminology
 from fhirlead.validation.conformance import Conformance, default_conformance
+from fhirlead.validation.extension_sweep import ExtensionSweep, has_extensions
 from fhirlead.validation.fhirpath_compiler import Env
 from fhirlead.validation.invariant_checks import Check, check_for
 from fhirlead.validation.profile_check import CORE, ProfileRun
-from fhirlead.validation.profile_model import CompiledProfile, build
+from fhirlead.validation.profile_model import CompiledProfile, ProfileBuilder, build
 
 
 class Profiles:
@@ -62,6 +63,23 @@ class Profiles:
                 self._compiled[canonical] = found
         return self._compiled[canonical]
 
+    def _base_bindings(self, type_name: str) -> CompiledProfile | None:
+        """The R4 base definition's required bindings on the type's Coding, CodeableConcept and Quantity
+        elements (AllergyIntolerance.clinicalStatus, Condition.verificationStatus, ...), as a profile."""
+        bindings = required_bindings().get(type_name)
+        if not bindings:
+            return None
+        found = self._compiled.get(f"base-bindings:{type_name}")
+        if found is None:
+            builder = ProfileBuilder(type_name)
+            for path, value_set in bindings.items():
+                builder.merge({"id": f"{type_name}.{path}", "path": f"{type_name}.{path}",
+                               "binding": {"strength": "required", "valueSet": value_set}})
+            found = CompiledProfile(CORE + type_name, f"{type_name} (R4 base)", type_name, builder.root, [])
+            with self._lock:
+                self._compiled[f"base-bindings:{type_name}"] = found
+        return found
+
     def known(self, canonical: str) -> bool:
         return self.conformance.is_base(canonical) or self.conformance.get(canonical) is not None
 
@@ -102,6 +120,12 @@ class Profiles:
             run.lenient += lenient
             run.check(resource, profile)
             run.lenient -= lenient
+        base = self._base_bindings(str(resource.get("resourceType")))
+        if base is not None:  # the base definitions' required bindings the JSON Schema cannot enumerate
+            run.check(resource, base)
+        if has_extensions(resource):  # every extension, claimed profiles or not (extension_sweep.py)
+            run.profile = None
+            ExtensionSweep(run).resource(resource, "")
         return issues + run.issues
 
 

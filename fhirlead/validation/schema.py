@@ -8,6 +8,7 @@ and seconds for a Bundle (the schema's resource `oneOf`).
 from __future__ import annotations
 
 import threading
+from functools import cache
 from itertools import islice
 from typing import Any
 
@@ -18,6 +19,13 @@ from fhirlead.definitions import json_schema, resource_types
 from fhirlead.errors import Issue
 
 MAX_ISSUES = 20
+# Primitive types whose published schema definition lets an empty string through (`uri`, `url` and
+# `canonical` have the pattern `^[^ \t\n\r]*$`, base64Binary none), though no FHIR value is ever empty:
+# ele-1, "All FHIR elements must have a @value or children" (https://hl7.org/fhir/R4/element.html), and
+# https://hl7.org/fhir/R4/json.html#primitive (a primitive without a value is left out, or carries only
+# its `_name` extensions). Every other primitive's pattern already needs a character. Checked here, in
+# the compiled schema, at no cost per resource.
+NON_EMPTY = ("uri", "url", "canonical", "base64Binary")
 
 
 def fhirpath_of(resource_type: str, instance_path: list[str | int]) -> str:
@@ -30,6 +38,15 @@ def fhirpath_of(resource_type: str, instance_path: list[str | int]) -> str:
 
 def _errors(validator: Any, resource: dict[str, Any]) -> list[Any]:
     return [] if validator.is_valid(resource) else list(islice(validator.iter_errors(resource), MAX_ISSUES))
+
+
+@cache
+def _definitions() -> dict[str, Any]:
+    """The schema's definitions, with NON_EMPTY's types at least one character long."""
+    definitions = dict(json_schema()["definitions"])
+    for name in NON_EMPTY:
+        definitions[name] = {**definitions[name], "minLength": 1}
+    return definitions
 
 
 class SchemaValidator:
@@ -46,7 +63,7 @@ class SchemaValidator:
                     schema = json_schema()
                     validator = jsonschema_rs.validator_for(
                         {"$schema": schema["$schema"], "$ref": f"#/definitions/{resource_type}",
-                         "definitions": schema["definitions"]}
+                         "definitions": _definitions()}
                     )
                     self._validators[resource_type] = validator
         return validator

@@ -8,8 +8,31 @@
 - **Primitive values** (https://hl7.org/fhir/R4/datatypes.html#primitive): `integer` a whole number in
   32 bits (no fraction: `1.5` and `1.0` are not integers), `positiveInt` at least 1, `unsignedInt` at
   least 0; `date`, `dateTime` and `instant` real calendar dates (no 30 February), within the syntax the
-  schema already checks; a Narrative's `div` the XHTML rules (`fhirlead.validation.narrative`: txt-1,
-  txt-2, no active content).
+  schema already checks; `base64Binary` valid base64 (RFC 4648: the alphabet, groups of four, `=` only as
+  the final padding; whitespace between groups is allowed, as the R4 regex `(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+`
+  says); a Narrative's `div` the XHTML rules (`fhirlead.validation.narrative`: txt-1, txt-2, no active
+  content). (Empty strings: schema.py; strings over 1 MB and id-only elements: rules.py.)
+- **Attachment.size** (https://hl7.org/fhir/R4/datatypes-definitions.html#Attachment.size): "the number
+  of bytes of data that make up this attachment (before base64 encoding)": with `data` present, it is
+  the number of bytes `data` decodes to.
+- **Bundle.entry.fullUrl** (https://hl7.org/fhir/R4/bundle-definitions.html#Bundle.entry.fullUrl,
+  https://hl7.org/fhir/R4/bundle.html#bundle-unique), on every Bundle validated as a resource (a stored
+  document, message, collection, ..., and `$validate`; a batch or transaction posted to the base is read
+  by fhirlead/bundles, which validates each entry's resource and never the Bundle as a whole):
+  - "The Absolute URL for the resource": `urn:uuid:`, `urn:oid:` or another URI with a scheme
+    (`Patient/1` is refused);
+  - "The fullUrl SHALL NOT disagree with the id in the resource", which the element's comment makes
+    precise: "the fullURL might be a URN or an absolute URL that does not end with the logical id of
+    the resource (Resource.id). However, [...] if the fullUrl does look like a RESTful server URL (e.g.
+    meets the regex [https://hl7.org/fhir/R4/references.html#regex]), then the 'id' portion of the
+    fullUrl SHALL end with the Resource.id": a fullUrl of the form `http(s)://[base]/[Type]/[id]` ends
+    with the entry resource's own `/[resourceType]/[id]`, version-independent (no `/_history/..`), and
+    needs a resource that has an id (a transaction or batch POST entry aside: "fullUrl can be empty on
+    a POST (although it does not need to when specifying a temporary id for reference in the bundle)");
+    other URLs (`https://example.org/people/p1`) and URNs are the resource's identity as they are;
+  - "The fullUrl element SHALL have a value except [on a POST, and for results of operations]": every
+    entry with a resource of a `document` or `message` Bundle has one.
+  Reported on the entry's `fullUrl`.
 
 Each type's rules are compiled once from the snapshot digest (`fhirlead.definitions.structure`) into a
 `Shape`: the checks of its own elements and the shapes of the complex values below it; a value whose
@@ -19,14 +42,16 @@ trusts JSON types and element names.
 
 from __future__ import annotations
 
+import binascii
 import calendar
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from fhirlead.definitions import structure
+from fhirlead.definitions import resource_types, structure
 from fhirlead.errors import Issue
 from fhirlead.validation.narrative import check_narrative
 
@@ -62,6 +87,30 @@ def _real_date(value: Any) -> str | None:
     return f"{value!r} is not a real calendar date"
 
 
+def _base64_bytes(value: str) -> bytes | None:
+    """What a base64Binary value decodes to (RFC 4648, padding required, whitespace between groups
+    allowed), None when it is not base64. Decoding runs in C (~1 GB/s): no regex over large content."""
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error:
+        pass
+    stripped = "".join(value.split())
+    if len(stripped) == len(value):
+        return None
+    try:
+        return binascii.a2b_base64(stripped, strict_mode=True)
+    except binascii.Error:
+        return None
+
+
+def _base64(value: Any) -> str | None:
+    if not isinstance(value, str) or _base64_bytes(value) is not None:
+        return None
+    shown = repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+    return (f"{shown} is not valid base64 (RFC 4648: groups of four of A-Z a-z 0-9 + /, "
+            "'=' only as the final padding)")
+
+
 def _rule(check: Check) -> Rule:
     def rule(value: Any, where: Callable[[], str]) -> list[Issue]:
         problem = check(value)
@@ -83,6 +132,7 @@ PRIMITIVES: dict[str, Rule] = {
     "date": _rule(_real_date),
     "dateTime": _rule(_real_date),
     "instant": _rule(_real_date),
+    "base64Binary": _rule(_base64),
     "xhtml": _narrative,  # Narrative.div: the XHTML rules (fhirlead.validation.narrative)
 }
 
@@ -117,13 +167,14 @@ class Shape:
     required: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (element, its JSON names)
     choices: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (value[x], JSON names)
     children: dict[str, Child] = field(default_factory=dict)
+    special: Special | None = None  # a rule of the whole object (Attachment.size, Bundle.entry.fullUrl)
     empty: bool = True  # nothing to check here or below
 
     def settle(self) -> None:
         """Drop the children with nothing to check; `empty` when nothing is left."""
         self.children = {k: c for k, c in self.children.items() if c.check or c.resource or c.datatype
                          or (c.shape is not None and not c.shape.empty)}
-        self.empty = not (self.required or self.choices or self.children)
+        self.empty = not (self.required or self.choices or self.children or self.special)
 
 
 @cache
@@ -132,7 +183,12 @@ def shape_of(type_name: str) -> Shape | None:
     definition = structure().get(type_name)
     if definition is None or definition["kind"] == "primitive-type":
         return None
-    return _Builder(type_name, definition["elements"]).build("")
+    shape = _Builder(type_name, definition["elements"]).build("")
+    special = SPECIALS.get(type_name)
+    if special is not None:
+        shape.special = special
+        shape.settle()
+    return shape
 
 
 class _Builder:
@@ -188,6 +244,61 @@ def check(resource: dict[str, Any]) -> list[Issue]:
     return issues
 
 
+_ELEMENT_OF_PRIMITIVE = {"id": [["string"]], "extension": [["Extension"]]}  # a `_x` object's elements
+
+
+def type_at(resource: dict[str, Any], path: list[str | int]) -> str | None:
+    """The R4 type code of the value at the JSON `path` in `resource` (`['name', 0, 'family']` ->
+    `string`, `['_birthDate', 'id']` -> `string`), by its definitions; None when the path leaves them.
+    For the rare checks that need a type outside the walk (rules.py: strings over 1 MB)."""
+    node: Any = resource
+    owner: Any = resource.get("resourceType")
+    prefix, element, code = "", "", None
+    for step in path:
+        if type(step) is int:
+            node = node[step] if isinstance(node, list) and step < len(node) else None
+            continue
+        if code is not None:  # step into the value of the element just passed
+            if code == "Resource":
+                owner, prefix = (node.get("resourceType") if isinstance(node, dict) else None), ""
+            elif code == "_element":
+                owner, prefix = code, ""
+            elif code.startswith("#"):  # contentReference: the element it names
+                owner, _, target = code[1:].partition(".")
+                prefix = target + "."
+            elif code in ("BackboneElement", "Element"):
+                prefix = element + "."
+            else:
+                owner, prefix = code, ""
+        node = node.get(step) if isinstance(node, dict) else None
+        companion = step.startswith("_")
+        name = step[1:] if companion else step
+        if owner == "_element":
+            elements: dict[str, list[Any]] = _ELEMENT_OF_PRIMITIVE
+        else:
+            definition = structure().get(owner) if isinstance(owner, str) else None
+            if definition is None:
+                return None
+            elements = definition["elements"]
+        element = prefix + name
+        if element in elements and not element.endswith("[x]"):
+            types = elements[element][0]
+            code = types[0] if types else None
+        else:
+            code = None
+            for candidate, (types, *_rest) in elements.items():
+                if candidate.endswith("[x]") and candidate.startswith(prefix) and "." not in candidate[len(prefix):]:
+                    base = candidate[len(prefix):-3]
+                    for type_code in types:
+                        if name == base + type_code[:1].upper() + type_code[1:]:
+                            element, code = candidate, type_code
+        if code is None:
+            return None
+        if companion:
+            code = "_element"
+    return code
+
+
 Trail = tuple[Any, ...]  # a location as nested pairs: (parent trail, element name or list index); joined on demand
 
 
@@ -202,6 +313,8 @@ def _location(trail: Trail) -> str:
 
 def _walk(node: dict[str, Any], shape: Shape, trail: Trail, issues: list[Issue]) -> None:
     """The hot path: a location string is only made for an issue."""
+    if shape.special is not None:
+        issues += shape.special(node, trail)
     for name, keys in shape.required:
         if not any(key in node or f"_{key}" in node for key in keys):
             where = _location((trail, name))
@@ -239,3 +352,86 @@ def _walk(node: dict[str, Any], shape: Shape, trail: Trail, issues: list[Issue])
                     _walk(item, contained, at, issues)
             elif inner is not None:
                 _walk(item, inner, at, issues)
+
+
+# Rules of a whole object of one type (Shape.special): they read several of its elements at once.
+
+
+def _attachment(node: dict[str, Any], trail: Trail) -> list[Issue]:
+    """Attachment.size, when `data` is present: the number of bytes `data` decodes to (R4
+    datatypes-definitions.html#Attachment.size: "The number of bytes of data that make up this
+    attachment (before base64 encoding, if that is done)"). Data that is not base64 is reported by the
+    base64Binary rule."""
+    size, data = node.get("size"), node.get("data")
+    if not (_whole(size) and isinstance(data, str)):
+        return []
+    decoded = _base64_bytes(data)
+    if decoded is None or len(decoded) == size:
+        return []
+    where = _location((trail, "size"))
+    return [Issue("value", f"{where}: size {size} does not match the data, which holds {len(decoded)} bytes "
+                           "(Attachment.size is the number of bytes before base64 encoding)", expression=(where,))]
+
+
+# `scheme:` (RFC 3986 section 3.1): what makes a URI absolute
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# an absolute RESTful resource URL (https://hl7.org/fhir/R4/references.html#regex), the type checked apart
+_RESTFUL = re.compile(r"(?:https?)://(?:[A-Za-z0-9\-\\.:%$]*/)+([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"
+                      r"(/_history/[A-Za-z0-9\-.]{1,64})?")
+_FULL_URL_NEEDED = frozenset({"document", "message"})
+_REQUESTS = frozenset({"transaction", "batch"})
+
+
+def _bundle_entries(bundle: dict[str, Any], trail: Trail) -> list[Issue]:
+    """Bundle.entry.fullUrl (module docstring): absolute, in agreement with the entry resource's type
+    and id, and present in a document or message Bundle's entries."""
+    entries = bundle.get("entry")
+    if type(entries) is not list:
+        return []
+    kind = bundle.get("type")
+    issues: list[Issue] = []
+    for position, entry in enumerate(entries):
+        if type(entry) is not dict:
+            continue
+        resource = entry.get("resource")
+        full_url = entry.get("fullUrl")
+        if type(resource) is not dict:
+            resource = None
+        if not isinstance(full_url, str):
+            if kind in _FULL_URL_NEEDED and resource is not None:
+                where = _location((((trail, "entry"), position), "fullUrl"))
+                issues.append(Issue("required", f"{where} is required: every entry with a resource in a {kind} "
+                                                "Bundle has a fullUrl, the identity of its resource (R4 "
+                                                "Bundle.entry.fullUrl)", expression=(where,)))
+            continue
+        problem = _full_url_problem(full_url, resource, entry, kind)
+        if problem is not None:
+            where = _location((((trail, "entry"), position), "fullUrl"))
+            issues.append(Issue("invalid", f"{where}: {problem}", expression=(where,)))
+    return issues
+
+
+def _full_url_problem(full_url: str, resource: dict[str, Any] | None, entry: dict[str, Any],
+                      kind: Any) -> str | None:
+    if not _ABSOLUTE.match(full_url):
+        return (f"the fullUrl {full_url!r} must be an absolute URL (urn:uuid:, urn:oid: or a URI with a scheme, "
+                "such as https://example.org/fhir/Patient/1)")
+    named = _RESTFUL.fullmatch(full_url)
+    if resource is None or named is None or named.group(1) not in resource_types():
+        return None  # a URN, or a URL that is no RESTful URL: the resource's identity as it is
+    type_name, identifier = resource.get("resourceType"), resource.get("id")
+    restful = f"the fullUrl {full_url!r} looks like a RESTful server URL ([base]/[type]/[id])"
+    if isinstance(identifier, str):
+        if named.group(1) == type_name and named.group(2) == identifier and named.group(3) is None:
+            return None
+        versioned = " and be version-independent (no /_history/)" if named.group(3) else ""
+        return (f"{restful}, so it must end with /{type_name}/{identifier}, the type and id of its resource"
+                f"{versioned}")
+    request = entry.get("request")
+    if kind in _REQUESTS and isinstance(request, dict) and request.get("method") == "POST":
+        return None  # a create: the server assigns the id the fullUrl stands for until then
+    return f"{restful}, but the resource has no id (the fullUrl names {named.group(1)}/{named.group(2)})"
+
+
+Special = Callable[[dict[str, Any], Trail], list[Issue]]
+SPECIALS: dict[str, Special] = {"Attachment": _attachment, "Bundle": _bundle_entries}

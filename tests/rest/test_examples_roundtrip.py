@@ -47,6 +47,20 @@ NAMELESS = {"ImplementationGuide.name", "ImplementationGuide.status"}
 INVALID = {"ig-r4.json": NAMELESS, "ImplementationGuide-fhir.json": NAMELESS,
            # twelve entries repeat an earlier entry's fullUrl (bdl-7)
            "Bundle-dataelements.json": {f"Bundle.entry[{n}]" for n in range(6769, 6781)},
+           # a RESTful fullUrl that does not end with its resource's type and id (R4 Bundle.entry.fullUrl:
+           # "SHALL NOT disagree with the id in the resource"; "if the fullUrl does look like a RESTful server
+           # URL [...] the 'id' portion of the fullUrl SHALL end with the Resource.id"):
+           # .../Observation/lri-gramstain1 holds the Observation gramstain1, ... (sixteen entries);
+           # .../Patient/pat12 holds the Patient pat2 (two message Bundles)
+           "Bundle-lri-example.json": {f"Bundle.entry[{n}].fullUrl" for n in range(1, 17)},
+           "Bundle-10bb101f-a121-4264-a920-67be9cb82c74.json": {"Bundle.entry[2].fullUrl"},
+           "Bundle-3a0707d3-549e-4467-b8b8-5a2ab3800efe.json": {"Bundle.entry[3].fullUrl"},
+           # US Core's ethnicity extension on an Observation: US Core 6.1.0 defines it for Patient,
+           # RelatedPerson, Person, Practitioner and FamilyMemberHistory only (StructureDefinition.context),
+           # as a complex extension (ombCategory, text: 1..1) with no value of its own, and this one has a value
+           "Observation-example-genetics-brcapat.json": {
+               "Observation.extension[1]", "Observation.extension[1].extension",
+               "Observation.extension[1].valueCodeableConcept"},
            # a narrative with no content at all (txt-2: "SHALL have some non-whitespace content")
            **{f"{type_}-{id_}.json": {f"{type_}.text.div"} for type_, id_ in (
                ("ActivityDefinition", "blood-tubes-supply"), ("ActivityDefinition", "heart-valve-replacement"),

@@ -208,7 +208,7 @@ def test_contained_resources_are_checked_as_resources(invariants: Invariants) ->
 
 
 def test_choice_type_tests(invariants: Invariants) -> None:
-    question = {"linkId": "1", "type": "string", "enableWhen": [
+    question = {"linkId": "1", "type": "string", "enableBehavior": "all", "enableWhen": [
         {"question": "0", "operator": "exists", "answerBoolean": True},
         {"question": "0", "operator": "exists", "answerString": "yes"},
     ]}
