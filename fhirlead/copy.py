@@ -3,8 +3,9 @@
 How a deployment grows from the embedded SQLite store to MongoDB (or back): versions are read in the
 order they were written and written verbatim (versionId, lastUpdated, method and body kept), so
 history, `_history` paging order and ETags survive the move; the search index of each version is
-re-derived from its body with the server's own extractor, so the target answers searches exactly as
-a store written through the API would. The target must be empty. Writes are batched in units of work
+re-derived from its body with the server's own extractor (with the SearchParameters the source holds,
+whose re-indexing marks are copied too), so the target answers searches exactly as a store written
+through the API would. The target must be empty. Writes are batched in units of work
 (one transaction each on MongoDB); a progress line on stderr shows versions copied and the rate.
 """
 
@@ -20,8 +21,8 @@ from fhirlead import fhirjson
 from fhirlead.auth.keys import KIND as SIGNING_KEY
 from fhirlead.auth.registry import CLIENT, USER
 from fhirlead.auth.tokens import FAMILY, REFRESH, REVOKED
-from fhirlead.search.extract import Extractor
-from fhirlead.search.registry import SearchRegistry
+from fhirlead.search.live import StoreSearchParameters
+from fhirlead.search.reindex import MARKS as REINDEX_MARKS
 from fhirlead.storage.factory import open_store
 from fhirlead.storage.port import ResourceVersion, Store, StoreError
 
@@ -55,7 +56,8 @@ async def copy_store(source: Store, target: Store, progress: Progress | None = N
     """Copy every version of `source` into the empty `target` (both open); the number of versions."""
     if (await target.history(None, None, None, 1, None)).versions:
         raise CopyError("the target store is not empty: copy only into a new, empty store")
-    extractor = Extractor(SearchRegistry.default())
+    # the source's SearchParameters are in force in the target as soon as it is served: index with them
+    extractor = await StoreSearchParameters(source).current()
     copied = 0
     resources: set[str] = set()
     pending: list[ResourceVersion] = []
@@ -86,8 +88,9 @@ async def copy_store(source: Store, target: Store, progress: Progress | None = N
 
 # The records that outlive a request: who may sign in and call (clients, users), the keys that signed
 # live tokens, and the refresh-token families and revocations those tokens depend on. Short-lived ones
-# (codes, pending sign-ins, launches, throttles, jti) are not worth moving.
-DURABLE_RECORDS = (CLIENT, USER, SIGNING_KEY, REFRESH, FAMILY, REVOKED)
+# (codes, pending sign-ins, launches, throttles, jti) are not worth moving. And which SearchParameters the
+# index reflects: the copy indexed every version with them, so the target need not re-index.
+DURABLE_RECORDS = (CLIENT, USER, SIGNING_KEY, REFRESH, FAMILY, REVOKED, REINDEX_MARKS)
 
 
 async def copy_records(source: Store, target: Store) -> None:

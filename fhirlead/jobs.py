@@ -8,7 +8,9 @@ under a lease (a record of kind `<kind>-lease` that expires after LEASE_SECONDS,
 died is taken over by another process), runs the handler, then marks the job done with compare-and-set
 on the revision it read: a job enqueued again meanwhile stays pending and runs again. A done job
 expires at once, so the list holds pending jobs only. A stop at any point leaves the job pending;
-handlers must therefore be idempotent.
+handlers must therefore be idempotent. Long work is done in slices: a handler that returns a number of
+seconds leaves its job pending (and gives up its lease) to be run again after that long (0: at once),
+keeping its own progress where the next run, in any process, finds it (`fhirlead.search.reindex`).
 """
 
 from __future__ import annotations
@@ -40,18 +42,19 @@ class Jobs:
         self.kind = kind
         self.lease_kind = f"{kind}-lease"
 
-    async def enqueue(self, uow: UnitOfWork, key: str) -> None:
-        """A pending job for `key`, committed with `uow`."""
-        await uow.put_record(self.kind, key, {"pending": True})
+    async def enqueue(self, uow: UnitOfWork, key: str, **details: Any) -> None:
+        """A pending job for `key`, committed with `uow` (`details`: what its handler reads back)."""
+        await uow.put_record(self.kind, key, {**details, "pending": True})
 
 
 class JobWorker:
     """Runs one kind's pending jobs, one at a time; one loop per server process.
 
-    `handle(server, key)` does a job's work; `wakes(written)` says whether a commit may have enqueued a
-    job (then the loop runs at once instead of at its next poll)."""
+    `handle(server, key)` does a job's work (None: done; seconds: not yet, run it again that much later);
+    `wakes(written)` says whether a commit may have enqueued a job (then the loop runs at once instead of
+    at its next poll)."""
 
-    def __init__(self, server: Any, jobs: Jobs, handle: Callable[[Any, str], Awaitable[None]],
+    def __init__(self, server: Any, jobs: Jobs, handle: Callable[[Any, str], Awaitable[float | None]],
                  wakes: Callable[[Sequence[Written]], bool]) -> None:
         self.server, self.jobs, self.handle, self.wakes = server, jobs, handle, wakes
         self.owner = f"{os.getpid()}-{id(self)}"
@@ -108,7 +111,13 @@ class JobWorker:
             except RecordConflict:
                 continue  # another process holds it
             try:
-                await self.handle(self.server, job.key)
+                again = await self.handle(self.server, job.key)
+                if again is not None:  # a slice of it: still pending, run again later
+                    if again <= 0:
+                        self.wake.set()
+                    else:
+                        asyncio.get_running_loop().call_later(again, self.wake.set)
+                    continue
                 with contextlib.suppress(RecordConflict):  # enqueued again meanwhile: it runs again
                     await records.put(self.jobs.kind, job.key, {"pending": False}, expected_rev=job.rev,
                                       expires=time.time())

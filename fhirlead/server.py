@@ -10,7 +10,9 @@ from fhirlead.audit import AuditTrail
 from fhirlead.audit.writer import ProcessWriter
 from fhirlead.auth.service import AuthServer
 from fhirlead.plugins import OperationRegistry
+from fhirlead.search import reindex
 from fhirlead.search.extract import Extractor
+from fhirlead.search.live import LiveSearch, ServerExtractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.settings import Settings
 from fhirlead.storage.factory import open_store
@@ -27,6 +29,9 @@ class Server:
     settings: Settings
     store: Store
     validator: Validator
+    # The search parameters in force and the index extractor built from them: replaced together (by
+    # `fhirlead.search.live.LiveSearch`) when SearchParameters written to the store change, so read
+    # them from the server when needed instead of keeping them.
     search: SearchRegistry
     extractor: Extractor
     operations: OperationRegistry
@@ -45,18 +50,19 @@ class Server:
         if store is None:
             store = open_store(settings.store)
         await store.open()
-        search = SearchRegistry.default()
+        search = SearchRegistry.layered(())  # R4 and profiles/; the store's own are laid over them below
         auth = AuthServer.build(store.records, settings) if settings.auth else None
         if auth is None:
             log.warning("AUTHORIZATION IS OFF: anyone who can reach this server can read and write every record")
         else:
             await auth.start()
         operations = OperationRegistry.discover()
+        reindex.register(operations)  # SearchParameters written to the store: checked, existing data re-indexed
         validator = Validator.for_server()
         validator.profiles.require(settings.required_profiles)
         server = cls(settings, store, validator, search, Extractor(search), operations, auth)
         observed = server.store = ObservedStore(store, [factory(server) for factory in operations.observers])
-        server.live = LiveDefinitions(store, validator)
+        server.live = LiveDefinitions(store, validator, LiveSearch(server))
         await server.live.load()
         observed.committed.append(server.live.written)
         return server
@@ -69,6 +75,10 @@ class Server:
             return
         if self.live is not None:
             await self.live.start()
+        try:
+            await reindex.catch_up(self)
+        except Exception as error:  # e.g. a standalone mongod refuses units of work: serve all the same
+            log.warning("stored SearchParameters not checked for re-indexing (%s)", type(error).__name__)
         for factory in self.operations.workers:
             worker = factory(self)
             await worker.start()
@@ -84,7 +94,7 @@ class Server:
             return
         in_child = self.settings.audit_writer == "process" and _openable(self.settings.store)
         writer = ProcessWriter(self.settings.store) if in_child else None
-        self.audit = AuditTrail(self.store, self.extractor, writer=writer)
+        self.audit = AuditTrail(self.store, ServerExtractor(self), writer=writer)
         await self.audit.start()
 
     async def stop(self) -> None:

@@ -126,13 +126,15 @@ def _child_main(store_url: str, pipe: Connection) -> None:
 
 
 async def _child(store_url: str, pipe: Connection) -> None:
-    from fhirlead.search.extract import Extractor
-    from fhirlead.search.registry import SearchRegistry
+    from fhirlead.search.live import StoreSearchParameters
     from fhirlead.storage.factory import open_store
 
     store = open_store(store_url)
     await store.open()
-    extractor = Extractor(SearchRegistry.default())
+    # the store's SearchParameters too (those on AuditEvent index the events), looked at again every few
+    # seconds as the servers do
+    parameters = StoreSearchParameters(store)
+    await parameters.current()
     pipe.send("ready")
     try:
         while True:
@@ -140,7 +142,7 @@ async def _child(store_url: str, pipe: Connection) -> None:
             if events is None:
                 return
             try:
-                await store_events(store, extractor, events)
+                await store_events(store, await parameters.current(), events)
             except Exception as error:  # reported to the parent, which retries and logs
                 pipe.send(type(error).__name__)
             else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,8 @@ class CompiledMeasure:
 class MeasureRepository:
     """Per server: compiled measures, valid while the store's measure content is unchanged."""
 
-    def __init__(self, store: Store, search: Any) -> None:
+    def __init__(self, store: Store, search: Callable[[], Any]) -> None:
+        """`search` gives the search registry in force (the server's changes with its SearchParameters)."""
         self._store, self._search = store, search
         self._cache: dict[str, CompiledMeasure] = {}
         self._fingerprint: tuple[Any, ...] | None = None
@@ -69,7 +70,7 @@ class MeasureRepository:
         return await self._compiled(max(found, key=lambda v: v.last_updated))
 
     async def find(self, type_: str, params: list[tuple[str, str]]) -> list[ResourceVersion]:
-        return await all_matches(self._store, self._search, type_, params)
+        return await all_matches(self._store, self._search(), type_, params)
 
     async def _compiled(self, version: ResourceVersion) -> CompiledMeasure:
         fingerprint = await self._content_fingerprint()
@@ -154,5 +155,5 @@ def measures_of(server: Any) -> MeasureRepository:
     """The server's measure repository (one per server, kept in its memo)."""
     found = server.memo.get("measures")
     if found is None:
-        found = server.memo["measures"] = MeasureRepository(server.store, server.search)
+        found = server.memo["measures"] = MeasureRepository(server.store, lambda: server.search)
     return found

@@ -4,6 +4,10 @@ Per resource type, an extraction plan is built once: for every indexed parameter
 accessors of its expression (`fhirlead.search.fhirpath`) paired with the converter of the parameter
 type for the FHIR type each accessor reaches (`fhirlead.search.types.*`). Extracting is then a loop of
 dictionary lookups; only expressions the compiler cannot handle go through fhirpathpy.
+
+A parameter whose expression cannot be planned, or fails on a resource (a SearchParameter written
+through the API may say anything FHIRPath allows), is left out of that resource's entries and logged
+(once per parameter and extractor): it never fails the write of the resource.
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
 
 
 def _keep_node(key: str, value: Any, out: IndexEntries) -> None:  # composite bases are not converted
-    raise AssertionError("composite base nodes are handled by Extractor._composite")
+    raise AssertionError("composite base nodes are handled by _composite")
 
 
 class Extractor:
@@ -187,14 +191,28 @@ class Extractor:
     def __init__(self, registry: SearchRegistry) -> None:
         self.registry = registry
         self._plans: dict[str, tuple[ParamPlan, ...]] = {}
+        self._failed: set[tuple[str, str]] = set()  # (type, key) already logged as failing
 
     def plans(self, type_: str) -> tuple[ParamPlan, ...]:
         found = self._plans.get(type_)
         if found is None:
-            params = self.registry.parameters_for(type_)
-            built = (plan_param(self.registry, type_, param) for param in params)
+            built = (self._plan(type_, param) for param in self.registry.parameters_for(type_))
             found = self._plans[type_] = tuple(plan for plan in built if plan is not None)
         return found
+
+    def _plan(self, type_: str, param: SearchParam) -> ParamPlan | None:
+        try:
+            return plan_param(self.registry, type_, param)
+        except Exception as error:  # an expression no compiler takes: the parameter indexes nothing
+            self._failure(type_, param.code, error)
+            return None
+
+    def _failure(self, type_: str, key: str, error: Exception) -> None:
+        """Log a parameter that could not be evaluated (its class only: messages may quote data)."""
+        if (type_, key) not in self._failed:
+            self._failed.add((type_, key))
+            log.warning("search parameter %s.%s could not be evaluated (%s): its values are left out of the "
+                        "index", type_, key, type(error).__name__)
 
     def warm(self) -> None:
         """Build every plan now (start-up) instead of on each type's first write."""
@@ -234,30 +252,50 @@ class Extractor:
         for plan in self.plans(type_):
             if plan.fields is not None and plan.fields.isdisjoint(resource):
                 continue  # none of the elements its paths start from is present: a cheap skip
-            if plan.components:
-                self._composite(plan, resource, out)
-                continue
-            key = plan.key
-            for branch in plan.branches:
-                values = branch.accessor(root, resource) if branch.compiled else branch.accessor(resource)
-                for value in values:
-                    branch.convert(key, value, out)
+            try:
+                if plan.components:
+                    _composite(plan, resource, out)
+                    continue
+                key = plan.key
+                for branch in plan.branches:
+                    values = branch.accessor(root, resource) if branch.compiled else branch.accessor(resource)
+                    for value in values:
+                        branch.convert(key, value, out)
+            except Exception as error:  # entries it added before failing stay: each one is a true value
+                self._failure(type_, plan.key, error)
         return out.dedupe()
 
-    def _composite(self, plan: ParamPlan, resource: dict[str, Any], out: IndexEntries) -> None:
-        root = [resource]
-        for base, components in zip(plan.branches, plan.components, strict=True):
-            for node in base.accessor(root, resource):
-                per_component = []
-                for component in components:
-                    scratch = IndexEntries()
-                    for branch in component.branches:
-                        for value in branch.accessor([node], resource):
-                            branch.convert("", value, scratch)
-                    values = [entry[1:] for entry in scratch.of_kind(component.kind) if entry[0] == ""]
-                    if not values:
-                        break
-                    per_component.append([(component.kind, value) for value in dict.fromkeys(values)])
-                else:
-                    for combination in itertools.product(*per_component):
-                        out.composite.append((plan.key, tuple(combination)))
+
+def evaluate_param(registry: SearchRegistry, type_: str, param: SearchParam, resource: dict[str, Any]) -> IndexEntries:
+    """The entries `param` alone gives `resource` (of `type_`), raising what planning or evaluating it
+    raises instead of leaving it out (how a SearchParameter is tried before it is stored)."""
+    plan = plan_param(registry, type_, param)
+    out = IndexEntries()
+    if plan is None:
+        return out
+    if plan.components:
+        _composite(plan, resource, out)
+        return out
+    for branch in plan.branches:
+        for value in branch.accessor([resource], resource) if branch.compiled else branch.accessor(resource):
+            branch.convert(plan.key, value, out)
+    return out
+
+
+def _composite(plan: ParamPlan, resource: dict[str, Any], out: IndexEntries) -> None:
+    root = [resource]
+    for base, components in zip(plan.branches, plan.components, strict=True):
+        for node in base.accessor(root, resource):
+            per_component = []
+            for component in components:
+                scratch = IndexEntries()
+                for branch in component.branches:
+                    for value in branch.accessor([node], resource):
+                        branch.convert("", value, scratch)
+                values = [entry[1:] for entry in scratch.of_kind(component.kind) if entry[0] == ""]
+                if not values:
+                    break
+                per_component.append([(component.kind, value) for value in dict.fromkeys(values)])
+            else:
+                for combination in itertools.product(*per_component):
+                    out.composite.append((plan.key, tuple(combination)))

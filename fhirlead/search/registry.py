@@ -3,7 +3,8 @@
 Driven entirely by SearchParameter resources: the official R4 set (`definitions.search_parameters()`)
 plus any SearchParameter JSON found in `profiles/` (or handed in), so a custom parameter needs no code.
 A custom parameter with the same code on the same base replaces the official one for that base.
-Parameters on `Resource` / `DomainResource` apply to every resource type.
+Parameters on `Resource` / `DomainResource` apply to every resource type. The SearchParameters written
+to the store are laid over these (`SearchRegistry.layered`, kept in force by `fhirlead.search.live`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ class SearchParam:
         return self.type in INDEXED_TYPES and bool(self.expression) and self.code not in RESOURCE_COLUMNS
 
 
-def _param(resource: dict[str, Any]) -> SearchParam | None:
+def search_param(resource: dict[str, Any]) -> SearchParam | None:
+    """A SearchParameter resource as the registry holds it (None without base, code or type)."""
     base = tuple(resource.get("base") or ())
     code, kind = resource.get("code"), resource.get("type")
     if not base or not code or not kind:
@@ -98,7 +101,7 @@ class SearchRegistry:
         self._by_url: dict[str, SearchParam] = {}
         common: dict[str, SearchParam] = {}
         for resource in definitions:
-            param = _param(resource)
+            param = search_param(resource)
             if param is None:
                 continue
             self._by_url[param.url] = param
@@ -120,6 +123,14 @@ class SearchRegistry:
         custom = profile_search_parameters(profiles) if profiles is not None else []
         official = [p for p in search_parameters() if not _EXAMPLE.search(p.get("url", ""))]
         return cls([*official, *custom, *extra])
+
+    @classmethod
+    def layered(cls, stored: Iterable[dict[str, Any]]) -> SearchRegistry:
+        """`base_definitions()` with `stored` SearchParameters over them: a stored one replaces every base
+        one with its url (all its bases), then, like any later one, those with its code on its bases."""
+        stored = list(stored)
+        replaced = {resource.get("url") for resource in stored}
+        return cls([*(p for p in base_definitions() if p.get("url") not in replaced), *stored])
 
     def types(self) -> Iterator[str]:
         return iter(self._by_type)
@@ -152,6 +163,25 @@ class SearchRegistry:
 
     def is_resource_type(self, name: str) -> bool:
         return name in self._by_type
+
+
+@cache
+def _base_definitions() -> tuple[dict[str, Any], ...]:
+    official = [p for p in search_parameters() if not _EXAMPLE.search(p.get("url", ""))]
+    return (*official, *profile_search_parameters(PROFILES_DIR))
+
+
+def base_definitions() -> list[dict[str, Any]]:
+    """The SearchParameters every server starts from (R4 and profiles/; read once per process): what
+    `SearchRegistry.default()` holds. Treat them as read-only."""
+    return list(_base_definitions())
+
+
+@cache
+def base_registry() -> SearchRegistry:
+    """`SearchRegistry(base_definitions())`, built once per process (what a stored SearchParameter may
+    not collide with, `fhirlead.search.admission`)."""
+    return SearchRegistry(base_definitions())
 
 
 def datatype_exists(name: str) -> bool:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.search import bundle
+from fhirlead.search.live import still_indexing
 from fhirlead.search.parse import CURSOR, ParsedSearch, parse_search
 from fhirlead.search.query import Clause
 
@@ -80,7 +81,7 @@ async def run(
         total=page.total,
         matches=page.matches,
         includes=page.includes,
-        warnings=parsed.warnings,
+        warnings=[*parsed.warnings, *still_indexing(server, parsed.query.types, parsed.used)],
         summary=parsed.summary,
         elements=parsed.elements,
     )

@@ -118,6 +118,17 @@ class UnitOfWork(Protocol):
         stores. VersionConflict when the resource already has this version or a newer one."""
         ...
 
+    async def reindex(self, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
+        """Replace the index entries of `type_/id_`'s current version with `entries`, without a new
+        version (no history, no meta change): how a SearchParameter defined later reaches the resources
+        written before it (`fhirlead.search.reindex`). Only while `version` is the current version and
+        not a delete; False otherwise (nothing changed: a newer version was indexed when written).
+
+        A Group's members are indexed one by one (`port.MemberRows`): `entries` is then the
+        `GroupEntries` of the whole Group as `read` returns it, its `members` in that order, and each
+        current member's entries are replaced with its own (False if their number differs)."""
+        ...
+
     async def get_record(self, kind: str, key: str) -> Record | None:
         """A record as this unit sees it (its own `put_record`s included), read inside its transaction:
         what a write observer consults without waiting on another connection."""

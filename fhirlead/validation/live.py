@@ -7,6 +7,10 @@ this process, and, for the other processes on the same MongoDB (DESIGN §6: cach
 invalidated by the version of what they were built from), every POLL_SECONDS what the store's history
 shows changed since. A deleted one is forgotten (what profiles/ defines under the same URL shows
 again). A profile compiled from a definition that changed is compiled again on its next use.
+
+SearchParameters are followed by the same loop and handed to `fhirlead.search.live.LiveSearch`, which
+swaps the server's search registry and extractor when they change (and, each poll, looks at which
+re-indexing jobs are pending).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from fhirlead.storage.port import ResourceVersion, Store
 from fhirlead.terminology import default_terminology
 
 if TYPE_CHECKING:
+    from fhirlead.search.live import LiveSearch
     from fhirlead.validation.validator import Validator
 
 log = logging.getLogger(__name__)
 
-KINDS = ("StructureDefinition", "ValueSet", "CodeSystem")
+KINDS = ("StructureDefinition", "ValueSet", "CodeSystem", "SearchParameter")
 POLL_SECONDS = 5.0
 SKEW_US = 60_000_000  # re-read this far back: another process's write may commit after a later one's time
 PAGE = 500
@@ -37,8 +42,9 @@ PAGE = 500
 class LiveDefinitions:
     """Keeps one server's validator in step with the conformance resources of its store."""
 
-    def __init__(self, store: Store, validator: Validator) -> None:
+    def __init__(self, store: Store, validator: Validator, search: LiveSearch | None = None) -> None:
         self.store = store
+        self.search = search  # the store's SearchParameters (None: not followed)
         self.conformance = validator.profiles.conformance
         self.terminology = validator.profiles.terminology
         self._held: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}  # (type, id) -> version, url, ver
@@ -66,6 +72,9 @@ class LiveDefinitions:
             held = self._held.get((kind, id_))
             if held is None or held[0] < version.version:
                 self._apply(kind, id_, version.version, fhirjson.loads(version.body) if version.body else None)
+        if self.search is not None:
+            self.search.apply()
+            await self.search.refresh_jobs(self.store)
 
     def written(self, writes: Sequence[Written]) -> None:
         """A unit of work of this process committed: what it wrote of the conformance kinds applies now."""
@@ -74,8 +83,15 @@ class LiveDefinitions:
                 resource = write.resource
                 version = _version_of(resource)
                 self._apply(write.type_, write.id_, version, resource)
+        if self.search is not None:
+            self.search.apply()
 
     def _apply(self, kind: str, id_: str, version: int, resource: dict[str, Any] | None) -> None:
+        if kind == "SearchParameter":
+            self._held[(kind, id_)] = (version, None, None)
+            if self.search is not None:
+                self.search.hold(id_, resource)
+            return
         previous = self._held.pop((kind, id_), None)
         if previous is not None and previous[1]:
             self._forget(kind, previous[1], previous[2])

@@ -94,6 +94,23 @@ async def close_all(access: Access, key: str, version: int) -> None:
                                            session=access.session)
 
 
+async def current_ordinals(access: Access, key: str) -> list[int]:
+    """The ordinals of the Group `key`'s current member documents, in member order."""
+    docs = await access.find(access.group_members, {"group": key, "until": {"$eq": None}}, {"ordinal": 1, "_id": 0},
+                             sort=[("ordinal", 1)])
+    return [doc["ordinal"] for doc in docs]
+
+
+async def reindex(access: Access, pk: int, entries: Sequence[tuple[int, IndexEntries]]) -> None:
+    """Insert the index documents of current members (ordinal, entries) whose old ones are gone,
+    INSERT_BATCH members per round trip."""
+    for start in range(0, len(entries), INSERT_BATCH):
+        docs = [doc for ordinal, member_entries in entries[start:start + INSERT_BATCH]
+                for doc in documents.index_documents(pk, "Group", member_entries, rep_base=-ordinal * REP_SPAN)]
+        if docs:
+            await access.search_index.insert_many(docs, session=access.session)
+
+
 async def insert(access: Access, pk: int, key: str, version: int,
                  added: Sequence[tuple[int, Any, bytes, IndexEntries | None]]) -> None:
     """Member and index documents of `added`, INSERT_BATCH members at a time (bounded memory)."""

@@ -283,6 +283,33 @@ class MongoUnitOfWork:
                                     replaced, added)
         return stored
 
+    async def reindex(self, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
+        """New index documents (and sort values) for the current version of `type_/id_` (port)."""
+        access, session = self._access, self._access.session
+        current = await self._current(type_, id_)
+        if current is None or current["deleted"] or current["version"] != version:
+            return False
+        key = documents.resource_key(type_, id_)
+        ordinals = await members.current_ordinals(access, key) if type_ == "Group" else []
+        per_member: list[tuple[int, IndexEntries]] = []
+        head = entries
+        if ordinals:  # members one by one: the head's documents, then each member's (as written)
+            if not isinstance(entries, GroupEntries) or len(entries.members) != len(ordinals):
+                return False
+            head, per_member = entries.head, list(zip(ordinals, entries.members, strict=True))
+        # conditional on the version, like every write: a writer in another process conflicts with it
+        result = await access.resources.update_one(
+            {"_id": key, "version": version}, {"$set": {"sort": documents.sort_values(head)}}, session=session)
+        if result.matched_count != 1:
+            return False
+        pk = current["pk"]
+        await access.search_index.delete_many({"pk": pk}, session=session)
+        docs = documents.index_documents(pk, type_, head)
+        if docs:
+            await access.search_index.insert_many(docs, session=session)
+        await members.reindex(access, pk, per_member)
+        return True
+
     async def get_record(self, kind: str, key: str) -> Record | None:
         found = await self._access.records.find_one({"_id": record_id(kind, key)}, session=self._access.session)
         return live_record(found)

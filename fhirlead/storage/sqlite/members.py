@@ -15,8 +15,8 @@ from fhirlead.search.entries import IndexEntries
 from fhirlead.storage.group_members import INSERT_BATCH, REP_SPAN, assemble, entity_of, plan_whole, rep_range, split
 from fhirlead.storage.sqlite import index
 
-__all__ = ["REP_SPAN", "TABLE", "assemble", "close", "close_all", "find", "members_at", "split", "write_all",
-           "write_changes"]
+__all__ = ["REP_SPAN", "TABLE", "assemble", "close", "close_all", "current_ordinals", "find", "members_at",
+           "reindex", "split", "write_all", "write_changes"]
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS group_members (
@@ -101,6 +101,23 @@ def close(conn: sqlite3.Connection, pk: int, version: int, ordinals: Sequence[in
 def close_all(conn: sqlite3.Connection, pk: int, version: int) -> None:
     """A deleted Group: no current members, no member index rows (the caller removes all index rows)."""
     conn.execute("UPDATE group_members SET until = ? WHERE pk = ? AND until IS NULL", (version, pk))
+
+
+def current_ordinals(conn: sqlite3.Connection, pk: int) -> list[int]:
+    """The ordinals of Group `pk`'s current member rows, in member order."""
+    sql = "SELECT ordinal FROM group_members WHERE pk = ? AND until IS NULL ORDER BY ordinal"
+    return [row[0] for row in conn.execute(sql, (pk,))]
+
+
+def reindex(conn: sqlite3.Connection, pk: int, entries: Sequence[tuple[int, IndexEntries]], type_: str) -> None:
+    """Insert the index rows of current members (ordinal, entries) whose old rows are gone, INSERT_BATCH
+    members at a time."""
+    for start in range(0, len(entries), INSERT_BATCH):
+        rows: dict[str, list[tuple]] = {kind: [] for kind in index.TABLES}
+        for ordinal, member_entries in entries[start:start + INSERT_BATCH]:
+            for kind, found in index.rows(pk, type_, member_entries, rep_base=-ordinal * REP_SPAN).items():
+                rows[kind] += found
+        index.insert(conn, rows)
 
 
 def insert(conn: sqlite3.Connection, pk: int, version: int,

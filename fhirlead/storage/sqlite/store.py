@@ -221,6 +221,9 @@ class SqliteUnitOfWork:
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
         await self._call(lambda conn: _write_version(conn, version, entries))
 
+    async def reindex(self, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
+        return await self._call(lambda conn: _reindex(conn, type_, id_, version, entries))
+
     async def get_record(self, kind: str, key: str) -> Record | None:
         return await self._call(lambda conn: records_sql.get(conn, kind, key, time.time()))
 
@@ -414,6 +417,27 @@ def _store(
     if version.body is not None and entries is not None and not keep_index:
         index.replace(conn, pk, version.type, entries)
     return pk
+
+
+def _reindex(conn: sqlite3.Connection, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
+    """New index rows for the current version of `type_/id_` (UnitOfWork.reindex)."""
+    current = conn.execute(
+        "SELECT pk, version, deleted FROM resources WHERE type = ? AND id = ?", (type_, id_)
+    ).fetchone()
+    if current is None or current[2] or current[1] != version:
+        return False
+    pk = current[0]
+    ordinals = members.current_ordinals(conn, pk) if type_ == "Group" else []
+    if ordinals:  # the head's rows, then each member's under its own rep range (as written)
+        if not isinstance(entries, GroupEntries) or len(entries.members) != len(ordinals):
+            return False
+        index.remove(conn, pk)
+        index.replace(conn, pk, type_, entries.head)
+        members.reindex(conn, pk, list(zip(ordinals, entries.members, strict=True)), type_)
+        return True
+    index.remove(conn, pk)  # any other resource, and a Group whose members are inside its head
+    index.replace(conn, pk, type_, entries)
+    return True
 
 
 def _versions_after(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[ResourceVersion, int]]:
