@@ -5,9 +5,10 @@
 Over the 728 R4 examples packed in tests/data and, when ../shared/data is beside the repository, the
 Synthea bundles' resources: microseconds per resource (best of --rounds passes) for the server's JSON
 rules, the R4 JSON Schema, the base element rules with the narrative (`structure.check`), the base
-invariants (`Invariants.check`) and the whole `Validator.check`. Then the profiles: over
-the US Core 6.1.0 examples in profiles/us-core/examples, per profile they claim, microseconds for the
-profile layer alone (`Profiles.check`) and for the whole validator, median of the examples of that profile.
+invariants (`Invariants.check`) and the whole `Validator.check`. Then the profiles: over the US Core 6.1.0
+and Lead examples (profiles/us-core/examples, profiles/lead/examples), per profile they claim,
+microseconds for the profile layer alone (`Profiles.check`) and for the whole validator, median of the
+examples of that profile.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "tests" / "data" / "r4-examples.ndjson.gz"
 SYNTHEA = ROOT.parent / "shared" / "data" / "synthea"
 US_CORE = ROOT / "profiles" / "us-core" / "examples"
+LEAD = ROOT / "profiles" / "lead" / "examples"
 
 
 def corpora() -> dict[str, list[dict[str, Any]]]:
@@ -76,7 +78,7 @@ def profiles(rounds: int) -> None:
     """Per US Core profile: the profile layer alone and the whole validator, median over its examples."""
     validator, layer = Validator(), Profiles()
     by_profile: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(US_CORE.glob("*.json")):
+    for path in [*sorted(US_CORE.glob("*.json")), *sorted(LEAD.glob("*.json"))]:
         resource = fhirjson.loads(path.read_bytes())
         for canonical in resource.get("meta", {}).get("profile", [])[:1]:
             by_profile.setdefault(canonical.rsplit("/", 1)[-1], []).append(resource)
