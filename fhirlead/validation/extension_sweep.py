@@ -17,10 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from fhirlead.definitions import resource_types, structure
-from fhirlead.validation.fhirpath_compiler import Env, Unsupported, compile_expression
+from fhirlead.validation.fhirpath_compiler import Env, Unsupported, ancestry, compile_expression
 from fhirlead.validation.invariant_checks import Check, check_for
 from fhirlead.validation.profile_check import CORE, ProfileRun
-from fhirlead.validation.profile_model import Position, _base_element, _position_of, type_suffixes
+from fhirlead.validation.profile_model import Position, base_element, choice_of, position_of, type_suffixes
 
 EXTENSION_KEYS = ("extension", "modifierExtension")
 _GENERIC_CONTEXTS = ("Element", "Base")
@@ -33,14 +33,6 @@ def has_extensions(node: Any) -> bool:
     if isinstance(node, list):
         return any(has_extensions(item) for item in node)
     return False
-
-
-def _ancestry(type_name: str) -> list[str]:
-    found: list[str] = []
-    while type_name and type_name not in found:
-        found.append(type_name)
-        type_name = (structure().get(type_name) or {}).get("base") or ""
-    return found
 
 
 class ExtensionSweep:
@@ -71,17 +63,15 @@ class ExtensionSweep:
                 self._child(key, value, position, path, where)
 
     def _child(self, key: str, value: Any, position: Position, path: str, where: str) -> None:
-        found = _base_element(position, key)
+        found = base_element(position, key)
         types: list[str]
         name = key
         if found is None:  # a choice element's key: valueAddress
-            for suffix, code in type_suffixes().items():
-                if key.endswith(suffix) and _base_element(position, key[: -len(suffix)] + "[x]") is not None:
-                    name, types = key[: -len(suffix)], [code]
-                    found = (key, types)
-                    break
-            if found is None:
+            choice = choice_of(position, key)
+            if choice is None:
                 return
+            name, types = choice[0], [choice[1]]
+            found = (key, types)
         element_key, types = found
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
@@ -91,7 +81,7 @@ class ExtensionSweep:
             if types == ["Resource"] or (len(types) == 1 and structure().get(types[0], {}).get("kind") == "resource"):
                 self.resource(item, location)
                 continue
-            child_position = _position_of(position, element_key, types) if name == key else (types[0], "")
+            child_position = position_of(position, element_key, types) if name == key else (types[0], "")
             if child_position is None:
                 continue
             child_type = types[0] if types[0] not in ("BackboneElement", "Element") else "BackboneElement"
@@ -100,13 +90,11 @@ class ExtensionSweep:
     def _primitive(self, name: str, value: Any, position: Position, path: str, where: str,
                    parent_url: str | None = None) -> None:
         key = name
-        found = _base_element(position, name)
+        found = base_element(position, name)
         type_name = found[1][0] if found and len(found[1]) == 1 else "Element"
-        if found is None:
-            for suffix, code in type_suffixes().items():
-                if name.endswith(suffix) and _base_element(position, name[: -len(suffix)] + "[x]") is not None:
-                    type_name, name = code, name[: -len(suffix)]
-                    break
+        choice = choice_of(position, name) if found is None else None
+        if choice is not None:
+            name, type_name = choice
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
             if isinstance(item, dict):
@@ -214,8 +202,8 @@ def _allows(context: dict[str, Any], holder_path: str, holder_type: str, parent_
         return parent_url is not None and expression.partition("|")[0] == parent_url
     if kind != "element":
         return False  # fhirpath contexts: ExtensionSweep._selects
-    if expression in _GENERIC_CONTEXTS or expression == holder_path or expression in _ancestry(holder_type):
+    if expression in _GENERIC_CONTEXTS or expression == holder_path or expression in ancestry(holder_type):
         return True
     owner, _, rest = expression.partition(".")  # DomainResource.text for Patient.text
     holder_owner, _, holder_rest = holder_path.partition(".")
-    return rest == holder_rest and owner in _ancestry(holder_owner)
+    return rest == holder_rest and owner in ancestry(holder_owner)

@@ -540,7 +540,7 @@ class _Compiler:
         value, value_static = self.compile(operand, static)
         known = _static_type_name(value_static)
         if known is not None:  # a value whose type the definitions fix: the answer is known in advance
-            matches = type_name in _ancestry(known) or known in _SYSTEM_TYPES.get(type_name, ())
+            matches = type_name in ancestry(known) or known in _SYSTEM_TYPES.get(type_name, ())
             if cast:
                 return (lambda focus, env: value(focus, env) if matches else []), value_static if matches else ANY
 
@@ -781,7 +781,7 @@ class _Compiler:
         return arithmetic, left_static
 
 
-def _ancestry(type_code: str) -> list[str]:
+def ancestry(type_code: str) -> list[str]:
     """The type and its base types (Age, Quantity, Element): what `is` accepts it as."""
     found = []
     while type_code and type_code not in found:

@@ -118,7 +118,7 @@ def parse_id(element_id: str) -> list[tuple[str, str | None]]:
     return segments
 
 
-def _base_element(position: Position, name: str) -> tuple[str, list[str]] | None:
+def base_element(position: Position, name: str) -> tuple[str, list[str]] | None:
     """(key in its owner, types) of `name` below `position`, or None."""
     if position is None:
         return None
@@ -129,7 +129,16 @@ def _base_element(position: Position, name: str) -> tuple[str, list[str]] | None
     return (key, found[0]) if found else None
 
 
-def _position_of(owner_position: Position, key: str, types: list[str]) -> Position:
+def choice_of(position: Position, key: str) -> tuple[str, str] | None:
+    """A choice element's JSON key below `position`, split: `valueQuantity` -> (`value`, `Quantity`)."""
+    for suffix, code in type_suffixes().items():
+        if key.endswith(suffix) and len(key) > len(suffix) and \
+                base_element(position, f"{key[: -len(suffix)]}[x]") is not None:
+            return key[: -len(suffix)], code
+    return None
+
+
+def position_of(owner_position: Position, key: str, types: list[str]) -> Position:
     """Where the children of an element of `types` are described."""
     if owner_position is None or len(types) != 1:
         return None
@@ -195,13 +204,13 @@ class ProfileBuilder:
         position = self.positions.get(id(node))
         if node.type_slice is None and len(node.type_codes()) == 1 and position is None:
             position = self._typed_position(node)
-        found = _base_element(position, name)
+        found = base_element(position, name)
         if found is None and name not in node.children:
             choice = self._choice_shortcut(position, name)  # valueQuantity -> value[x]:valueQuantity
             if choice is None:
                 return None
             name, slice_name = choice
-            found = _base_element(position, name)
+            found = base_element(position, name)
         child = node.children.get(name)
         if child is None:
             if found is None:
@@ -211,7 +220,7 @@ class ProfileBuilder:
             child = Rule(f"{node.id}.{name}", name, types, declared_static(position[0], key, types),
                          self._model_path(position, key, types))
             node.children[name] = child
-            self.positions[id(child)] = _position_of(position, key, types)
+            self.positions[id(child)] = position_of(position, key, types)
         if slice_name is None:
             return child
         for existing in child.slices:
@@ -246,12 +255,8 @@ class ProfileBuilder:
 
     @staticmethod
     def _choice_shortcut(position: Position, name: str) -> tuple[str, str] | None:
-        for suffix in type_suffixes():
-            if name.endswith(suffix) and len(name) > len(suffix):
-                prefix = name[: -len(suffix)]
-                if _base_element(position, f"{prefix}[x]") is not None:
-                    return f"{prefix}[x]", name
-        return None
+        found = choice_of(position, name)
+        return (f"{found[0]}[x]", name) if found else None
 
     @staticmethod
     def _model_path(position: tuple[str, str], key: str, types: list[str]) -> str:
