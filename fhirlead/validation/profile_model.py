@@ -5,8 +5,9 @@ constraints laid over it, and an instance conforms to a profile only if it confo
 The base R4 definitions are already enforced on every write (structure.py, invariants.py), so a
 profile's rules are what its chain of differentials adds, from the profile nearest the base type down
 to the profile itself, merged by element id: a later differential tightens (`min`, `max`, `type`,
-`fixed[x]`, `pattern[x]`, `binding`, `slicing`, `mustSupport`) and adds `constraint`s. This is the
-part of snapshot generation validation needs (https://hl7.org/fhir/R4/profiling.html#snapshot),
+`fixed[x]`, `pattern[x]`, `binding`, `slicing`) and adds `constraint`s (`mustSupport` asks nothing of
+an instance). This is the part of snapshot generation validation needs
+(https://hl7.org/fhir/R4/profiling.html#snapshot),
 without copying the base's unconstrained elements into every profile. Slices carry their own subtree;
 the unsliced element's rules apply to every value, a slice's to the values it matches.
 
@@ -62,11 +63,9 @@ class Rule:
     lengths: tuple[int | None, int | None] = (None, None)  # the minLength extension, maxLength
     constraints: list[dict[str, Any]] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    must_support: bool = False
     slicing: dict[str, Any] | None = None
     children: dict[str, Rule] = field(default_factory=dict)
     slices: list[Rule] = field(default_factory=list)
-    constrained: bool = False  # whether anything here or below is a constraint (not only mustSupport)
     resource: Static = ("res", None)  # %resource's static type, for its invariants
     by_type: dict[str, list[Check]] = field(default_factory=dict)  # a choice element's invariants per type
 
@@ -268,22 +267,17 @@ class ProfileBuilder:
     def _apply(self, node: Rule, element: dict[str, Any]) -> None:
         if "min" in element:
             node.min = int(element["min"])
-            node.constrained = True
         if "max" in element:
             node.max = UNBOUNDED if element["max"] == "*" else int(element["max"])
-            node.constrained = True
         if element.get("type"):
             node.types = element["type"]
-            node.constrained = True
             if node.type_slice is None and len(node.types) == 1 and self.positions.get(id(node)) is None:
                 self.positions[id(node)] = self._typed_position(node)
         for key, value in element.items():
             if key.startswith("fixed") and key != "fixed":
                 node.fixed = value
-                node.constrained = True
             elif key.startswith("pattern") and key != "pattern":
                 node.pattern = value
-                node.constrained = True
             elif key.startswith("minValue") and key != "minValue":
                 node.bounds = (value, node.bounds[1])
             elif key.startswith("maxValue") and key != "maxValue":
@@ -297,11 +291,8 @@ class ProfileBuilder:
         binding = element.get("binding")
         if isinstance(binding, dict) and binding.get("valueSet") and binding.get("strength"):
             node.binding = (binding["strength"], binding["valueSet"])
-            node.constrained = True
         if "slicing" in element:
             node.slicing = element["slicing"]
-        if element.get("mustSupport"):
-            node.must_support = True
         for constraint in element.get("constraint", ()):
             key = constraint.get("key")
             if key and constraint.get("expression") and key not in self.seen_keys:
@@ -309,7 +300,6 @@ class ProfileBuilder:
                 node.constraints.append(constraint)
                 node.resource = self.resource_static
                 node.checks.append(check_for(constraint, node.static, self.resource_static, node.model_path))
-                node.constrained = True
 
 
 def build(conformance: Conformance, canonical: str) -> CompiledProfile | None:
