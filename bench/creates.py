@@ -11,23 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import orjson
-from ingest import BASE, bench_token  # bench/, beside this script
-
-from fhirlead.api.app import create_app
-from fhirlead.settings import Settings
+from ingest import fresh_client  # bench/, beside this script
 
 
 async def main(n: int, db: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app = create_app(Settings(store=f"sqlite:///{db}"))
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        headers = {"Content-Type": "application/fhir+json"}
-        if app.state.server.auth is not None:
-            headers["Authorization"] = f"Bearer {await bench_token(app, client)}"
+    async with fresh_client(db) as (client, headers):
         body = orjson.dumps({"resourceType": "Observation", "status": "final",
                              "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
                              "subject": {"reference": "Patient/p1"}, "valueQuantity": {"value": 6.1, "unit": "%"}})

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,21 @@ async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int,
         started = time.perf_counter()
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         return resources, time.perf_counter() - started
+
+
+@asynccontextmanager
+async def fresh_client(db: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """The app in process on a new SQLite store at `db`, an HTTP client to it and the headers a write
+    needs (a SMART backend client's token when authorization is on)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    app = create_app(Settings(store=f"sqlite:///{db}"))
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        headers = {"Content-Type": "application/fhir+json"}
+        if app.state.server.auth is not None:
+            headers["Authorization"] = f"Bearer {await bench_token(app, client)}"
+        yield client, headers
 
 
 async def bench_token(app: Any, client: httpx.AsyncClient) -> str:

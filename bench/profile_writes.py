@@ -13,12 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
-from ingest import BASE, bench_token  # bench/, beside this script
-
-from fhirlead.api.app import create_app
-from fhirlead.settings import Settings
+from ingest import fresh_client  # bench/, beside this script
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "profiles" / "us-core" / "examples"
 
@@ -37,14 +33,7 @@ def examples(claimed: bool) -> list[tuple[str, bytes]]:
 
 
 async def main(rounds: int, db: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app = create_app(Settings(store=f"sqlite:///{db}"))
-    transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        headers = {"Content-Type": "application/fhir+json"}
-        if app.state.server.auth is not None:
-            headers["Authorization"] = f"Bearer {await bench_token(app, client)}"
+    async with fresh_client(db) as (client, headers):
         corpora = {"claiming US Core": examples(True), "claiming nothing": examples(False)}
         best = {name: float("inf") for name in corpora}
         for _ in range(rounds + 1):  # the first round warms up (compiles every profile)
