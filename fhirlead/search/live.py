@@ -26,7 +26,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhirlead import fhirjson
-from fhirlead.clock import micros, parse_instant
 from fhirlead.errors import Issue
 from fhirlead.search import derived
 from fhirlead.search.admission import concrete_bases, in_force, index_signature
@@ -34,14 +33,13 @@ from fhirlead.search.extract import Extractor
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.search.reindex import JOBS as REINDEX_JOBS
 from fhirlead.storage.port import Store
+from fhirlead.validation.live import changed_since
 
 log = logging.getLogger(__name__)
 
 KIND = "SearchParameter"
 MEMO_KEYS = frozenset({"capabilities", "openapi"})  # server.memo entries derived from the registry
 POLL_SECONDS = 5.0  # how often a process without a server (the audit writer) looks again
-SKEW_US = 60_000_000
-PAGE = 500
 
 
 def build(stored: Iterable[dict[str, Any]]) -> tuple[SearchRegistry, Extractor]:
@@ -163,24 +161,12 @@ class StoreSearchParameters:
             return self.extractor
         self._checked = time.monotonic()
         changed = self.extractor is None
-        since = self._since_us - SKEW_US if self._since_us is not None else None
-        cursor: str | None = None
-        seen: set[str] = set()
-        while True:
-            page = await self.store.history(KIND, None, since, PAGE, cursor)
-            for version in page.versions:  # newest first
-                moment = micros(parse_instant(version.last_updated))
-                self._since_us = max(self._since_us or moment, moment)
-                if version.id in seen:
-                    continue
-                seen.add(version.id)
-                held = self._held.get(version.id)
-                if held is None or held[0] < version.version:
-                    self._held[version.id] = (version.version, fhirjson.loads(version.body) if version.body else None)
-                    changed = True
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        newest, self._since_us = await changed_since(self.store, (KIND,), self._since_us)
+        for (_, id_), version in newest.items():
+            held = self._held.get(id_)
+            if held is None or held[0] < version.version:
+                self._held[id_] = (version.version, fhirjson.loads(version.body) if version.body else None)
+                changed = True
         if changed or self.extractor is None:
             stored = [resource for _, (_, resource) in sorted(self._held.items())
                       if resource is not None and in_force(resource)]

@@ -39,6 +39,26 @@ SKEW_US = 60_000_000  # re-read this far back: another process's write may commi
 PAGE = 500
 
 
+async def changed_since(store: Store, kinds: Sequence[str], since_us: int | None
+                        ) -> tuple[dict[tuple[str, str], ResourceVersion], int | None]:
+    """The newest version (deletes included) of each resource of `kinds` written since `since_us` (all,
+    when None; re-read SKEW_US further back), and the latest moment seen: what to pass next time."""
+    since = since_us - SKEW_US if since_us is not None else None
+    newest: dict[tuple[str, str], ResourceVersion] = {}
+    for kind in kinds:
+        cursor: str | None = None
+        while True:
+            page = await store.history(kind, None, since, PAGE, cursor)
+            for version in page.versions:  # newest first
+                newest.setdefault((version.type, version.id), version)
+                moment = micros(parse_instant(version.last_updated))
+                since_us = max(since_us or moment, moment)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return newest, since_us
+
+
 class LiveDefinitions:
     """Keeps one server's validator in step with the conformance resources of its store."""
 
@@ -53,21 +73,7 @@ class LiveDefinitions:
 
     async def load(self) -> None:
         """Everything the store holds now (or changed since the last call)."""
-        since = self._since_us - SKEW_US if self._since_us is not None else None
-        newest: dict[tuple[str, str], ResourceVersion] = {}
-        for kind in KINDS:
-            cursor: str | None = None
-            while True:
-                page = await self.store.history(kind, None, since, PAGE, cursor)
-                for version in page.versions:  # newest first
-                    key = (version.type, version.id)
-                    if key not in newest:
-                        newest[key] = version
-                    moment = micros(parse_instant(version.last_updated))
-                    self._since_us = max(self._since_us or moment, moment)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
+        newest, self._since_us = await changed_since(self.store, KINDS, self._since_us)
         for (kind, id_), version in newest.items():
             held = self._held.get((kind, id_))
             if held is None or held[0] < version.version:
