@@ -14,6 +14,8 @@ USERS = (
 APP = "sample-app"
 APP_SCOPES = ("launch launch/patient openid fhirUser offline_access online_access "
               "patient/*.rs patient/*.cruds user/*.rs user/*.cruds")
+WORKLIST = "fhirlead-worklist"  # the care team's worklist app served at /app/ (docs/worklist.md)
+WORKLIST_SCOPES = "launch openid fhirUser user/CareTeam.rs user/Task.rus user/Patient.rs"
 BACKEND = "sample-backend"
 BACKEND_SECRET = "sample-backend-secret"
 BACKEND_SCOPES = "system/*.rs system/*.cruds"
@@ -26,6 +28,10 @@ async def add_sample_accounts(registry: Registry, redirect_uris: list[str]) -> N
             await registry.save_user(User(username, hash_secret(password), fhir_user, admin))
     if await registry.client(APP) is None:
         await registry.save_client(Client(APP, "Sample SMART app", APP_SCOPES.split(), redirect_uris))
+    root = redirect_uris[0].removesuffix("/callback") if redirect_uris else None
+    if root and await registry.client(WORKLIST) is None:  # a public client: the app runs in the browser
+        await registry.save_client(Client(WORKLIST, "Care team worklist", WORKLIST_SCOPES.split(),
+                                          [f"{root}/app/index.html"], f"{root}/app/launch.html"))
     if await registry.client(BACKEND) is None:
         await registry.save_client(Client(BACKEND, "Sample backend service", BACKEND_SCOPES.split(),
                                           secret_hash=hash_secret(BACKEND_SECRET)))
@@ -43,5 +49,7 @@ def how_to(root: str) -> str:
         f"    {token} && {read}\n\n"
         f"  SMART apps: discovery at {root}/fhir/.well-known/smart-configuration; the public client {APP!r}\n"
         f"  (redirect {root}/callback) signs users in at {root}/auth/authorize — sample users: {users}\n"
+        f"  The care team worklist app {WORKLIST!r}: fhirlead launch --client-id {WORKLIST} --patient maria-garcia\n"
+        f"  --user okafor --store <this store> prints its EHR launch URL ({root}/app/launch.html?iss=…&launch=…)\n"
         "  These sample accounts are for local development only.\n"
     )

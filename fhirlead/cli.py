@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "fhirlead.copy",
     "fhirlead.measure.cli",
     "fhirlead.auth.cli",
+    "fhirlead.app.assets",
 )
 
 

@@ -79,6 +79,16 @@ class Settings:
     # The plugins' background workers (care-gap re-evaluation, ...) in `fhirlead serve`; "off" leaves the
     # jobs recorded for another server process on the same store.
     workers: bool = field(default_factory=lambda: _env("WORKERS", "on").lower() not in ("off", "false", "0", "no"))
+    # A folder of care-coordination rule files in force beside the shipped ones (docs/care-coordination.md).
+    care_rules_dir: str = field(default_factory=lambda: _env("CARE_RULES_DIR", ""))
+    # Where rest-hook Subscriptions may deliver (fhirlead.subscriptions.endpoints): "public" (https to
+    # public addresses), "loopback" (also this machine's loopback, http allowed) or "private" (also https
+    # to private ranges). Failed deliveries are retried after retry_seconds, doubling up to 5 minutes;
+    # after max_attempts failures in a row the Subscription goes to status error.
+    subscription_endpoints: str = field(default_factory=lambda: _env("SUBSCRIPTION_ENDPOINTS", "loopback"))
+    subscription_retry_seconds: float = field(
+        default_factory=lambda: float(_env("SUBSCRIPTION_RETRY_SECONDS", "5")))
+    subscription_max_attempts: int = field(default_factory=lambda: int(_env("SUBSCRIPTION_MAX_ATTEMPTS", "8")))
     access_token_seconds: int = field(default_factory=lambda: int(_env("ACCESS_TOKEN_SECONDS", "900")))
     refresh_token_seconds: int = field(default_factory=lambda: int(_env("REFRESH_TOKEN_SECONDS", str(30 * 86400))))
     key_rotation_seconds: int = field(default_factory=lambda: int(_env("KEY_ROTATION_SECONDS", str(86400))))

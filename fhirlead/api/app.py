@@ -27,6 +27,7 @@ from fhirlead.api.dispatch import dispatch, route_target
 from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.openapi import openapi_bytes
 from fhirlead.api.render import error_response, http_response, negotiate, wants_pretty
+from fhirlead.app import files as worklist_app
 from fhirlead.auth import routes as auth_routes
 from fhirlead.auth.bearer import is_public, policy_for
 from fhirlead.errors import FhirError, Issue, internal_error, log_unexpected
@@ -190,6 +191,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
     app.add_route("/openapi.json", openapi, methods=["GET"])
     app.add_route("/docs", docs, methods=["GET"])
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    app.add_route("/app", worklist_app.app_root, methods=["GET", "HEAD"])
+    app.add_route("/app/{path:path}", worklist_app.app_file, methods=["GET", "HEAD"])
     app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
     app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
                   methods=["GET"])

@@ -1,0 +1,237 @@
+"""Recording notification events in the same commit as the writes that cause them (DESIGN §7).
+
+A write observer (`fhirlead.storage.observed`) runs inside every unit of work that wrote. For each write
+it asks the subscriptions in force on that type whether they want it (in memory: `matcher`, topic
+triggers) and records one event per (subscription, write) as a record of kind `subscription-events:<id>`,
+keyed so that keys sort in commit order within a process (nanoseconds, then a per-process sequence).
+The records commit with the write or not at all; the delivery worker (`delivery`) numbers and sends them.
+
+The subscriptions in force are kept per process (`SubscriptionSet`) and rebuilt when a record
+(`subscription-generation`) that every Subscription or topic write changes in its own commit differs
+from the one they were built at: one record read per unit of work keeps every process on one store
+(DESIGN §6) current without polling. A Subscription written with status requested or active is compiled
+first: one the server cannot honour fails the write (`model.compile_subscription`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import fhirpathpy
+
+from fhirlead import fhirjson
+from fhirlead.errors import FhirError
+from fhirlead.search.collect import all_matches
+from fhirlead.search.entries import IndexEntries
+from fhirlead.search.parse import parse_search
+from fhirlead.search.query import Clause
+from fhirlead.storage.observed import Written
+from fhirlead.storage.port import UnitOfWork
+from fhirlead.subscriptions.matcher import matches
+from fhirlead.subscriptions.model import LIVE, Subscription, compile_subscription
+from fhirlead.subscriptions.topics import Topic, Trigger, built_in, is_topic, topic_of
+
+log = logging.getLogger(__name__)
+
+GENERATION = "subscription-generation"  # record key "current": changes with every Subscription/topic write
+STATE = "subscription-state"  # per subscription: events numbered so far, failures, next try, last sent
+EVENTS = "subscription-events:"  # + subscription id: the events waiting for delivery
+_sequence = itertools.count()
+
+
+def events_kind(subscription_id: str) -> str:
+    return EVENTS + subscription_id
+
+
+def event_key() -> str:
+    """Sorts in commit order within one process (units of work commit one at a time)."""
+    return f"{time.time_ns():020d}-{os.getpid():08d}-{next(_sequence):012d}"
+
+
+@dataclass
+class SubscriptionSet:
+    """The subscriptions in force and the topics they may name, per resource type."""
+
+    generation: str | None = None
+    topics: dict[str, Topic] = field(default_factory=dict)
+    by_type: dict[str, list[Subscription]] = field(default_factory=dict)
+    all: list[Subscription] = field(default_factory=list)
+
+
+class Subscriptions:
+    """One per server: the set in force, the observer that records events, and the wake-up hint."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.current = SubscriptionSet()
+        self.touched: set[str] = set()  # subscriptions that got events in this process (delivery hint)
+        self._queries: dict[tuple[str, str], tuple[Clause, ...]] = {}
+        self._fhirpath: dict[str, Any] = {}
+
+    @property
+    def policy(self) -> str:
+        return self.server.settings.subscription_endpoints
+
+    # -- the set in force ------------------------------------------------------------------------
+
+    async def topics(self) -> dict[str, Topic]:
+        """Built-in topics and the Basic topics in the store."""
+        found = {t.url: t for t in map(topic_of, built_in()) if t is not None}
+        stored = await all_matches(self.server.store, self.server.search, "Basic",
+                                   [("code", "http://hl7.org/fhir/fhir-types|SubscriptionTopic")])
+        for version in stored:
+            topic = topic_of(fhirjson.loads(version.body or b"{}"))
+            if topic is not None:
+                found.setdefault(topic.url, topic)
+        return found
+
+    async def load(self, generation: str | None) -> SubscriptionSet:
+        topics = await self.topics()
+        loaded: list[Subscription] = []
+        for version in await all_matches(self.server.store, self.server.search, "Subscription",
+                                         [("status", ",".join(LIVE))]):
+            try:
+                loaded.append(compile_subscription(fhirjson.loads(version.body or b"{}"), self.server.search,
+                                                   topics, self.policy))
+            except FhirError as error:  # e.g. its topic was retired since: it records nothing
+                log.warning("Subscription/%s is not in force: %s", version.id, error.issues[0].diagnostics)
+        by_type: dict[str, list[Subscription]] = {}
+        for subscription in loaded:
+            for type_ in subscription.types:
+                by_type.setdefault(type_, []).append(subscription)
+        self.current = SubscriptionSet(generation, topics, by_type, loaded)
+        return self.current
+
+    async def in_force(self, generation: str | None) -> SubscriptionSet:
+        if generation != self.current.generation or (generation is None and not self.current.topics):
+            return await self.load(generation)
+        return self.current
+
+    async def generation_outside(self) -> str | None:
+        record = await self.server.store.records.get(GENERATION, "current")
+        return record.doc.get("id") if record else None
+
+    # -- the observer ----------------------------------------------------------------------------
+
+    async def observe(self, uow: UnitOfWork, written: Sequence[Written]) -> None:
+        changed = False
+        for write in written:
+            if write.type_ == "Subscription":
+                changed = True
+                await self._admit(uow, write)
+            elif write.type_ == "Basic" and (write.resource is None or is_topic(write.resource)):
+                changed = True
+        record = await uow.get_record(GENERATION, "current")
+        generation = record.doc.get("id") if record else None
+        subscriptions = await self.in_force(generation)
+        if changed:  # in force from this commit on; rebuilt by the next unit of work in every process
+            await uow.put_record(GENERATION, "current", {"id": uuid.uuid4().hex})
+        if not subscriptions.by_type:
+            return
+        for write in written:
+            for subscription in subscriptions.by_type.get(write.type_, ()):
+                event = await self._event(subscription, write)
+                if event is not None:
+                    await uow.put_record(events_kind(subscription.id_), event_key(), event)
+                    self.touched.add(subscription.id_)
+
+    async def _admit(self, uow: UnitOfWork, write: Written) -> None:
+        """A Subscription asking to be in force must be one the server can honour; one (re)requested
+        starts its delivery afresh (failures forgotten, handshake again)."""
+        resource = write.resource
+        if resource is None or resource.get("status") not in LIVE:
+            return
+        topics = self.current.topics or await self.topics()
+        compile_subscription(resource, self.server.search, topics, self.policy)
+        if resource.get("status") == "requested":
+            state = await uow.get_record(STATE, write.id_)
+            kept = {"events": state.doc.get("events", 0)} if state else {"events": 0}
+            await uow.put_record(STATE, write.id_, kept)
+
+    # -- does a subscription want this write? ------------------------------------------------------
+
+    async def _event(self, subscription: Subscription, write: Written) -> dict[str, Any] | None:
+        resource = write.resource
+        version = str((resource or {}).get("meta", {}).get("versionId") or "") or None
+        interaction = "delete" if resource is None else "create" if version == "1" else "update"
+        base = self.server.settings.base_url.rstrip("/")
+        if subscription.topic is None:
+            if write.entries is None or not matches(subscription.filters[0].where, write.id_, write.entries, base):
+                return None
+        else:
+            previous = None
+            for trigger in subscription.topic.triggers:
+                if trigger.type_ != write.type_ or (trigger.interactions and interaction not in trigger.interactions):
+                    continue
+                needs_previous = trigger.previous or "%previous" in (trigger.fhirpath or "")
+                if needs_previous or interaction == "delete":
+                    previous = previous or await self._previous(write, version)
+                if self._triggered(trigger, interaction, write, previous, base):
+                    break
+            else:
+                return None
+            entries = write.entries if write.entries is not None else (previous or (None, None))[1]
+            for one in subscription.filters:
+                if one.type_ == write.type_ and (entries is None or not matches(one.where, write.id_, entries, base)):
+                    return None
+        return {"type": write.type_, "id": write.id_, "version": version, "interaction": interaction,
+                "at": time.time()}
+
+    def _triggered(self, trigger: Trigger, interaction: str, write: Written,
+                   previous: tuple[dict[str, Any], IndexEntries] | None, base: str) -> bool:
+        results = []
+        if trigger.current is not None:
+            if interaction == "delete":
+                results.append(trigger.result_for_delete == "test-passes")
+            else:
+                results.append(write.entries is not None and matches(
+                    self._query(write.type_, trigger.current), write.id_, write.entries, base))
+        if trigger.previous is not None:
+            if interaction == "create":
+                results.append(trigger.result_for_create == "test-passes")
+            else:
+                results.append(previous is not None and matches(
+                    self._query(write.type_, trigger.previous), write.id_, previous[1], base))
+        if results and not (all(results) if trigger.require_both else any(results)):
+            return False
+        if trigger.fhirpath:
+            context = {"current": write.resource, "previous": previous[0] if previous else None}
+            try:
+                outcome = self._compiled(trigger.fhirpath)(write.resource or (previous or ({},))[0], context)
+            except Exception:  # a topic's expression failing on one resource triggers nothing
+                return False
+            return outcome == [True]
+        return True
+
+    async def _previous(self, write: Written, version: str | None) -> tuple[dict[str, Any], IndexEntries] | None:
+        """The version before this write (for `previous` criteria and deletes), with its index entries."""
+        store = self.server.store
+        if version is None:  # a delete, not yet committed: the newest version outside this unit of work
+            before = await store.read(write.type_, write.id_)
+        elif int(version) > 1:
+            before = await store.vread(write.type_, write.id_, int(version) - 1)
+        else:
+            return None
+        if before is None or before.body is None:
+            return None
+        resource = fhirjson.loads(before.body)
+        return resource, self.server.extractor.extract(resource)
+
+    def _query(self, type_: str, text: str) -> tuple[Clause, ...]:
+        key = (type_, text)
+        if key not in self._queries:
+            self._queries[key] = parse_search(self.server.search, (type_,), parse_qsl(text.lstrip("?"))).query.where
+        return self._queries[key]
+
+    def _compiled(self, expression: str) -> Any:
+        if expression not in self._fhirpath:
+            self._fhirpath[expression] = fhirpathpy.compile(expression)
+        return self._fhirpath[expression]
