@@ -32,7 +32,7 @@ from fhirlead.errors import FhirError
 from fhirlead.search.collect import all_matches
 from fhirlead.search.entries import IndexEntries
 from fhirlead.search.parse import parse_search
-from fhirlead.search.query import Clause
+from fhirlead.search.query import Clause, ReferenceMatch, TokenMatch
 from fhirlead.storage.observed import Written
 from fhirlead.storage.port import UnitOfWork
 from fhirlead.subscriptions.matcher import matches
@@ -56,14 +56,54 @@ def event_key() -> str:
     return f"{time.time_ns():020d}-{os.getpid():08d}-{next(_sequence):012d}"
 
 
+def index_keys(subscription: Subscription) -> list[tuple[str, str, str]] | None:
+    """Values one of which a resource must have to match a classic subscription's criteria: the values of
+    its first clause that names only local references by id or codes (`patient=Patient/1`,
+    `code=4548-4,2089-1`); None when no clause does (the subscription is tried on every write)."""
+    if subscription.topic is not None:
+        return None
+    for clause in subscription.filters[0].where:
+        keys = []
+        for p in () if clause.negate else clause.any_of:
+            if isinstance(p, ReferenceMatch) and p.id is not None and p.url is None:
+                keys.append(("reference", p.key, p.id))
+            elif isinstance(p, TokenMatch) and p.code is not None:
+                keys.append(("token", p.key, p.code))
+            else:
+                break
+        else:
+            if keys:
+                return keys
+    return None
+
+
+def entry_keys(entries: IndexEntries) -> list[tuple[str, str, str]]:
+    return [("reference", key, id_) for key, _t, id_, _u, _v in entries.reference] + \
+        [("token", key, code) for key, _s, code in entries.token]
+
+
 @dataclass
 class SubscriptionSet:
-    """The subscriptions in force and the topics they may name, per resource type."""
+    """The subscriptions in force and the topics they may name, per resource type: those with an index
+    key (`index_keys`) found by the written resource's values, the others tried on every write."""
 
     generation: str | None = None
     topics: dict[str, Topic] = field(default_factory=dict)
-    by_type: dict[str, list[Subscription]] = field(default_factory=dict)
+    tried: dict[str, list[Subscription]] = field(default_factory=dict)
+    indexed: dict[str, dict[tuple[str, str, str], list[Subscription]]] = field(default_factory=dict)
     all: list[Subscription] = field(default_factory=list)
+
+    def candidates(self, write: Written) -> list[Subscription]:
+        found = list(self.tried.get(write.type_, ()))
+        index = self.indexed.get(write.type_)
+        if index and write.entries is not None:
+            seen = {id(s) for s in found}
+            for key in entry_keys(write.entries):
+                for subscription in index.get(key, ()):
+                    if id(subscription) not in seen:
+                        seen.add(id(subscription))
+                        found.append(subscription)
+        return found
 
 
 class Subscriptions:
@@ -103,11 +143,16 @@ class Subscriptions:
                                                    topics, self.policy))
             except FhirError as error:  # e.g. its topic was retired since: it records nothing
                 log.warning("Subscription/%s is not in force: %s", version.id, error.issues[0].diagnostics)
-        by_type: dict[str, list[Subscription]] = {}
+        tried: dict[str, list[Subscription]] = {}
+        indexed: dict[str, dict[tuple[str, str, str], list[Subscription]]] = {}
         for subscription in loaded:
+            keys = index_keys(subscription)
             for type_ in subscription.types:
-                by_type.setdefault(type_, []).append(subscription)
-        self.current = SubscriptionSet(generation, topics, by_type, loaded)
+                if keys is None:
+                    tried.setdefault(type_, []).append(subscription)
+                for key in keys or ():
+                    indexed.setdefault(type_, {}).setdefault(key, []).append(subscription)
+        self.current = SubscriptionSet(generation, topics, tried, indexed, loaded)
         return self.current
 
     async def in_force(self, generation: str | None) -> SubscriptionSet:
@@ -134,10 +179,10 @@ class Subscriptions:
         subscriptions = await self.in_force(generation)
         if changed:  # in force from this commit on; rebuilt by the next unit of work in every process
             await uow.put_record(GENERATION, "current", {"id": uuid.uuid4().hex})
-        if not subscriptions.by_type:
+        if not subscriptions.all:
             return
         for write in written:
-            for subscription in subscriptions.by_type.get(write.type_, ()):
+            for subscription in subscriptions.candidates(write):
                 event = await self._event(subscription, write)
                 if event is not None:
                     await uow.put_record(events_kind(subscription.id_), event_key(), event)
