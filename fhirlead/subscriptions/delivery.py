@@ -90,22 +90,34 @@ class DeliveryWorker:
         if self.client is not None:
             await self.client.aclose()
 
+    def again(self, subscription_id: str) -> None:
+        """Serve this subscription in the next round."""
+        self.subscriptions.touched.add(subscription_id)
+        self.wake.set()
+
     async def run(self) -> None:
+        last_full = 0.0
         while not self.stopping:
+            full = time.monotonic() - last_full >= POLL_SECONDS
             try:
-                await self.run_once()
+                await self.run_once(full)
             except Exception as error:  # a store hiccup must not end the loop; events stay recorded
                 log.warning("subscription delivery round failed (%s); retrying", type(error).__name__)
+            if full:
+                last_full = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self.wake.wait()
             self.wake.clear()
 
-    async def run_once(self) -> None:
-        """One round over the subscriptions in force (as of the store's current generation)."""
+    async def run_once(self, full: bool = True) -> None:
+        """One round: over every subscription in force (as of the store's current generation), or, woken
+        by this process's commits between full rounds, over those that got events."""
+        touched = set(self.subscriptions.touched)
         self.subscriptions.touched.clear()
         current = await self.subscriptions.in_force(await self.subscriptions.generation_outside())
-        await asyncio.gather(*(self._serve(subscription) for subscription in current.all))
+        chosen = current.all if full else [s for s in current.all if s.id_ in touched]
+        await asyncio.gather(*(self._serve(subscription) for subscription in chosen))
 
     # -- one subscription ---------------------------------------------------------------------------
 
@@ -163,7 +175,7 @@ class DeliveryWorker:
                 for event in chunk:
                     await records.delete(events_kind(subscription.id_), event.key)
             if len(pending) == READ_AHEAD:
-                self.wake.set()
+                self.again(subscription.id_)
         except (DeliveryFailed, endpoints.EndpointRefused) as failure:
             await self._failed(subscription, state, str(failure))
 
@@ -215,7 +227,7 @@ class DeliveryWorker:
         if failures >= settings.subscription_max_attempts:
             await self._set_status(subscription, "error", f"{failures} deliveries in a row failed; last: {why}")
         else:
-            asyncio.get_running_loop().call_later(delay, self.wake.set)
+            asyncio.get_running_loop().call_later(delay, self.again, subscription.id_)
 
     async def _set_status(self, subscription: Subscription, status: str, error: str | None) -> None:
         """A new version of the Subscription with `status` (unless a client changed it meanwhile)."""
