@@ -89,6 +89,12 @@ class Settings:
     subscription_retry_seconds: float = field(
         default_factory=lambda: float(_env("SUBSCRIPTION_RETRY_SECONDS", "5")))
     subscription_max_attempts: int = field(default_factory=lambda: int(_env("SUBSCRIPTION_MAX_ATTEMPTS", "8")))
+    # Bulk Data $export (docs/bulk-export.md): where NDJSON files are written (empty: `exports` beside a
+    # SQLite store's file, else ./fhirlead-exports), how long a finished export's files stay (seconds), and
+    # how many exports may run at once (more are answered 429).
+    export_dir: str = field(default_factory=lambda: _env("EXPORT_DIR", ""))
+    export_expire_seconds: float = field(default_factory=lambda: float(_env("EXPORT_EXPIRE_SECONDS", "86400")))
+    export_max_running: int = field(default_factory=lambda: int(_env("EXPORT_MAX_RUNNING", "2")))
     access_token_seconds: int = field(default_factory=lambda: int(_env("ACCESS_TOKEN_SECONDS", "900")))
     refresh_token_seconds: int = field(default_factory=lambda: int(_env("REFRESH_TOKEN_SECONDS", str(30 * 86400))))
     key_rotation_seconds: int = field(default_factory=lambda: int(_env("KEY_ROTATION_SECONDS", str(86400))))

@@ -30,6 +30,7 @@ from fhirlead.api.render import error_response, http_response, negotiate, wants_
 from fhirlead.app import files as worklist_app
 from fhirlead.auth import routes as auth_routes
 from fhirlead.auth.bearer import is_public, policy_for
+from fhirlead.bulk import routes as bulk_routes
 from fhirlead.errors import FhirError, Issue, internal_error, log_unexpected
 from fhirlead.numbers import ascii_int
 from fhirlead.server import Server
@@ -198,6 +199,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
                   methods=["GET"])
     for name, endpoint, methods in auth_routes.ENDPOINTS:
         app.add_route(f"{AUTH_PREFIX}/{name}", endpoint, methods=methods)
+    app.add_route(FHIR_PREFIX + "/$export-status/{job}", bulk_routes.status, methods=["GET", "DELETE"])
+    app.add_route(FHIR_PREFIX + "/$export-file/{job}/{name}", bulk_routes.download, methods=["GET"])
     app.add_route(FHIR_PREFIX, fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
     app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
     return app
