@@ -14,17 +14,61 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 from ingest import fresh_client  # bench/, beside this script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.subscriptions.receiver import receiver  # a real loopback HTTP receiver
+# The receiver runs in a process of its own (as a real one would: in this process it would take the GIL
+# from the server it measures). It answers 200 to every notification and GET /count with how many it got.
+RECEIVER = """
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count = 0
+lock = threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        global count
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with lock:
+            count += 1
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def do_GET(self):
+        body = str(count).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[str]:
+    """A loopback receiver in another process; its URL."""
+    child = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        yield f"http://127.0.0.1:{child.stdout.readline().strip()}/hook"
+    finally:
+        child.kill()
+        child.wait()
+
+
+async def received(url: str) -> int:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(url)).text)
 
 SUBSCRIPTIONS = 100
+POLL_SECONDS = 2.0
 OBSERVED = {"seconds": 0.0, "calls": 0}  # time spent in the subscriptions' write observer
 
 
@@ -56,17 +100,21 @@ def observation(number: int, patient: str) -> bytes:
 
 async def one_store(db: Path, subscribed: bool, writes: int, match_every: int | None) -> tuple[float, int]:
     """(creates per second, notifications received) on a new store."""
-    with receiver() as hook:
+    with receiver() as hook_url:
         async with fresh_client(db) as (client, headers):
             if subscribed:
                 for number in range(SUBSCRIPTIONS):
                     subscription = {"resourceType": "Subscription", "status": "requested", "reason": "bench",
                                     "criteria": f"Observation?patient=Patient/watched-{number}&code=4548-4",
-                                    "channel": {"type": "rest-hook", "endpoint": hook.url}}
+                                    "channel": {"type": "rest-hook", "endpoint": hook_url}}
                     answer = await client.post("Subscription", content=orjson.dumps(subscription), headers=headers)
                     assert answer.status_code == 201, answer.text
-                await hook.wait_for(lambda _r: True)
-                await asyncio.sleep(3)  # the worker activates them
+                for _ in range(600):  # the worker activates them
+                    active = await client.get("Subscription?status=active&_summary=count", headers=headers)
+                    if active.json()["total"] == SUBSCRIPTIONS:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(POLL_SECONDS)  # and every process has rebuilt its set since
             bodies = [observation(n, f"watched-{n % SUBSCRIPTIONS}" if match_every and n % match_every == 0
                                   else f"other-{n}") for n in range(writes)]
             for body in bodies[:50]:  # warm-up
@@ -77,12 +125,15 @@ async def one_store(db: Path, subscribed: bool, writes: int, match_every: int | 
                 answer = await client.post("Observation", content=body, headers=headers)
                 assert answer.status_code == 201, answer.text[:300]
             elapsed = time.perf_counter() - started
-            if match_every and subscribed:
-                await hook.wait_for(lambda r: len(r.requests) >= (writes + 49) // match_every, seconds=60)
+            expected = (writes + 50) // match_every if match_every and subscribed else 0
+            for _ in range(600):
+                if await received(hook_url) >= expected:
+                    break
+                await asyncio.sleep(0.1)
             print(f"  {'with' if subscribed else 'without'} Subscriptions (match every {match_every}): "
                   f"{writes / elapsed:,.0f} creates/s, observer {OBSERVED['seconds'] / OBSERVED['calls'] * 1e6:.0f} µs "
                   f"per write")
-            return writes / elapsed, len(hook.requests)
+            return writes / elapsed, await received(hook_url)
 
 
 async def main(rounds: int, writes: int, match_every: int, folder: Path) -> None:

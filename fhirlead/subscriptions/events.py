@@ -117,6 +117,7 @@ class Subscriptions:
         self.server = server
         self.current = SubscriptionSet()
         self.touched: set[str] = set()  # subscriptions that got events in this process (delivery hint)
+        self._compiled: dict[tuple[str, int], Subscription] = {}  # by (id, version), kept between loads
         self._checked, self._recheck = 0.0, True  # when the generation was last read; read it next time
         self._queries: dict[tuple[str, str], tuple[Clause, ...]] = {}
         self._fhirpath: dict[str, Any] = {}
@@ -141,13 +142,21 @@ class Subscriptions:
     async def load(self, generation: str | None) -> SubscriptionSet:
         topics = await self.topics()
         loaded: list[Subscription] = []
+        compiled: dict[tuple[str, int], Subscription] = {}
         for version in await all_matches(self.server.store, self.server.search, "Subscription",
                                          [("status", ",".join(LIVE))]):
+            key = (version.id, version.version)
+            known = self._compiled.get(key)
+            if known is not None and (known.topic is None or topics.get(known.topic.url) == known.topic):
+                loaded.append(compiled.setdefault(key, known))  # unchanged since the last load: no recompiling
+                continue
             try:
-                loaded.append(compile_subscription(fhirjson.loads(version.body or b"{}"), self.server.search,
-                                                   topics, self.policy))
+                compiled[key] = compile_subscription(fhirjson.loads(version.body or b"{}"), self.server.search,
+                                                     topics, self.policy)
+                loaded.append(compiled[key])
             except FhirError as error:  # e.g. its topic was retired since: it records nothing
                 log.warning("Subscription/%s is not in force: %s", version.id, error.issues[0].diagnostics)
+        self._compiled = compiled
         tried: dict[str, list[Subscription]] = {}
         indexed: dict[str, dict[tuple[str, str, str], list[Subscription]]] = {}
         for subscription in loaded:
