@@ -31,6 +31,7 @@ from fhirlead.storage.port import ResourceVersion
 
 PATIENT = "Patient"
 AUDIT_EVENT = "AuditEvent"
+SUBSCRIPTION = "Subscription"
 
 # dispatch target -> the SMART permission letter it needs
 PERMISSIONS = {
@@ -186,6 +187,8 @@ class Policy:
             return
         type_ = arguments[0]
         filters = self.require(type_, permission)
+        if type_ == SUBSCRIPTION and target in ("create:handle", "update:handle", "patch:handle"):
+            self.check_subscriber(request.resource_body() if target != "patch:handle" else None)
         if target in CONDITIONAL_TARGETS and not any(f.unrestricted for f in filters):
             raise forbidden("Conditional writes need a user/ or system/ scope without search parameters")
         if any(f.unrestricted for f in filters):
@@ -263,6 +266,29 @@ class Policy:
         version = await self._server.store.vread(type_, id_, number) if number is not None else None
         if version is not None and not self.version_visible(version, "r"):
             raise FhirError(404, [Issue("not-found", f"{type_}/{id_} version {version_id} is not known")])
+
+    def check_subscriber(self, subscription: Any) -> None:
+        """A Subscription's notifications carry what its criteria match, whoever may read it: only a token
+        that reads and searches those types without restriction (a system/ scope, an admin user) may ask
+        for them (docs/subscriptions.md). A topic's types are those of its triggers; unknown: every type."""
+        criteria = str(subscription.get("criteria") or "") if isinstance(subscription, dict) else ""
+        head = criteria.partition("?")[0]
+        if head and "/" not in head and ":" not in head:
+            types: tuple[str, ...] = (head,)
+        else:
+            from fhirlead.subscriptions import subscriptions_of
+            from fhirlead.subscriptions.topics import built_in, topic_of
+
+            topics = subscriptions_of(self._server).current.topics or {
+                t.url: t for t in map(topic_of, built_in()) if t is not None}
+            topic = topics.get(criteria)
+            types = tuple(sorted(topic.types)) if topic is not None else ("*",)
+        for type_ in types:
+            for permission in ("r", "s"):
+                if not any(f.unrestricted for f in self.filters(type_, permission)):
+                    raise forbidden("Subscriptions notify of every matching resource: the access token must read "
+                                    f"and search {'every type' if type_ == '*' else type_} without restriction "
+                                    "(a system/ scope or an admin user)")
 
     def check_new_content(self, type_: str, resource: Any, permission: str) -> None:
         """A resource about to be written must stay within what the token reaches."""

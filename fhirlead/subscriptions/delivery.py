@@ -126,25 +126,39 @@ class DeliveryWorker:
             if self.stopping:
                 return
             records = self.server.store.records
-            state_record = await records.get(STATE, subscription.id_)
-            state = dict(state_record.doc) if state_record else {"events": 0}
-            if state.get("retry_at", 0) > time.time():
-                return
-            pending = await records.list(events_kind(subscription.id_), limit=READ_AHEAD)
-            heartbeat_due = (subscription.status == "active" and subscription.heartbeat_seconds is not None
-                             and time.time() - state.get("last_sent", state.get("since", 0))
-                             >= subscription.heartbeat_seconds)
-            if subscription.status == "active" and not pending and not heartbeat_due:
+            if not await self._work_for(subscription, limit=1):
                 return
             try:
                 await records.put(LEASE, subscription.id_, {"owner": self.owner},
                                   expires=time.time() + LEASE_SECONDS, expected_rev=0)
             except RecordConflict:
                 return  # another process serves it
-            try:
-                await self._serve_leased(subscription, state, pending, heartbeat_due)
+            try:  # read again under the lease: another process may have sent these events meanwhile,
+                # or changed the Subscription (activated it): then this process's set is stale for it
+                current = await self.server.store.read("Subscription", subscription.id_)
+                if current is None or current.version != subscription.version:
+                    return
+                work = await self._work_for(subscription, limit=READ_AHEAD)
+                if work:
+                    await self._serve_leased(subscription, *work)
             finally:
                 await records.delete(LEASE, subscription.id_)
+
+    async def _work_for(self, subscription: Subscription, limit: int
+                        ) -> tuple[dict[str, Any], list[Any], bool] | None:
+        """(state, pending events, heartbeat due) when the subscription has something to do now."""
+        records = self.server.store.records
+        state_record = await records.get(STATE, subscription.id_)
+        state = dict(state_record.doc) if state_record else {"events": 0}
+        if state.get("retry_at", 0) > time.time():
+            return None
+        pending = await records.list(events_kind(subscription.id_), limit=limit)
+        heartbeat_due = (subscription.status == "active" and subscription.heartbeat_seconds is not None
+                         and time.time() - state.get("last_sent", state.get("since", 0))
+                         >= subscription.heartbeat_seconds)
+        if subscription.status == "active" and not pending and not heartbeat_due:
+            return None
+        return state, pending, heartbeat_due
 
     async def _serve_leased(self, subscription: Subscription, state: dict[str, Any], pending: list[Any],
                             heartbeat_due: bool) -> None:
