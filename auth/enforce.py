@@ -277,10 +277,9 @@ class Policy:
             types: tuple[str, ...] = (head,)
         else:
             from fhirlead.subscriptions import subscriptions_of
-            from fhirlead.subscriptions.topics import built_in, topic_of
+            from fhirlead.subscriptions.topics import built_in_topics
 
-            topics = subscriptions_of(self._server).current.topics or {
-                t.url: t for t in map(topic_of, built_in()) if t is not None}
+            topics = subscriptions_of(self._server).current.topics or built_in_topics()
             topic = topics.get(criteria)
             types = tuple(sorted(topic.types)) if topic is not None else ("*",)
         for type_ in types:

@@ -15,11 +15,14 @@ from fhirlead.api.messages import JSON_PATCH, FhirRequest, FhirResponse
 from fhirlead.auth.routes import smart_configuration_document
 from fhirlead.definitions import FHIR_VERSION, resource_types
 from fhirlead.server import Server
+from fhirlead.subscriptions.model import BACKPORT, BACKPORT_PROFILE
+from fhirlead.subscriptions.topics import built_in_topics
 
 INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                 "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 STARTED = clock.instant(clock.now())
+TOPIC_CANONICAL = BACKPORT + "capabilitystatement-subscriptiontopic-canonical"
 
 
 def _operation(op: Any) -> dict[str, str]:
@@ -51,6 +54,9 @@ def _resource(server: Server, type_: str) -> dict[str, Any]:
     }
     if operations:
         resource["operation"] = operations
+    if type_ == "Subscription":  # Subscriptions R5 Backport IG 1.1.0 §Capability statements: the topics offered
+        resource["extension"] = [{"url": TOPIC_CANONICAL, "valueCanonical": url} for url in built_in_topics()]
+        resource["supportedProfile"] = [BACKPORT_PROFILE]
     return resource
 
 

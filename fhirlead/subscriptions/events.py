@@ -40,7 +40,7 @@ from fhirlead.storage.observed import Written
 from fhirlead.storage.port import UnitOfWork
 from fhirlead.subscriptions.matcher import matches
 from fhirlead.subscriptions.model import LIVE, Subscription, compile_subscription
-from fhirlead.subscriptions.topics import Topic, Trigger, built_in, is_topic, topic_of
+from fhirlead.subscriptions.topics import Topic, Trigger, built_in_topics, is_topic, topic_of
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Subscriptions:
 
     async def topics(self) -> dict[str, Topic]:
         """Built-in topics and the Basic topics in the store."""
-        found = {t.url: t for t in map(topic_of, built_in()) if t is not None}
+        found = built_in_topics()
         stored = await all_matches(self.server.store, self.server.search, "Basic",
                                    [("code", "http://hl7.org/fhir/fhir-types|SubscriptionTopic")])
         for version in stored:

@@ -102,3 +102,8 @@ def topic_of(basic: dict[str, Any]) -> Topic | None:
 def built_in() -> list[dict[str, Any]]:
     """The server's own topics (Basic resources)."""
     return [json.loads(path.read_text()) for path in sorted(BUILT_IN.glob("*.json"))]
+
+
+def built_in_topics() -> dict[str, Topic]:
+    """The server's own topics by canonical URL (also offered in the CapabilityStatement)."""
+    return {t.url: t for t in map(topic_of, built_in()) if t is not None}

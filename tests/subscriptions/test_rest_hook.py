@@ -251,3 +251,12 @@ async def test_subscriptions_the_server_cannot_honour_are_refused(client: httpx.
 async def test_a_topic_filter_outside_can_filter_by_is_refused(client: httpx.AsyncClient, hook: Receiver) -> None:
     refused = await client.post("Subscription", json=topic_based(hook.url, filters=("Encounter?length=3",)))
     assert refused.status_code == 422 and "canFilterBy" in refused.text
+
+
+async def test_the_capability_statement_offers_the_topics_and_status(client: httpx.AsyncClient) -> None:
+    statement = (await client.get("metadata")).json()
+    [subscription] = [r for r in statement["rest"][0]["resource"] if r["type"] == "Subscription"]
+    offered = {e["valueCanonical"] for e in subscription["extension"]
+               if e["url"] == BACKPORT + "capabilitystatement-subscriptiontopic-canonical"}
+    assert DISCHARGE in offered and "http://fhirlead.org/fhir/SubscriptionTopic/care-task" in offered
+    assert "status" in {o["name"] for o in subscription["operation"]}
