@@ -63,6 +63,7 @@ class DeliveryWorker:
         self.task: asyncio.Task[None] | None = None
         self.client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(CONCURRENT)
+        self._seen: set[str] = set()  # the subscriptions in force at the last full round
 
     @property
     def base(self) -> str:
@@ -118,6 +119,24 @@ class DeliveryWorker:
         current = await self.subscriptions.in_force(await self.subscriptions.generation_outside())
         chosen = current.all if full else [s for s in current.all if s.id_ in touched]
         await asyncio.gather(*(self._serve(subscription) for subscription in chosen))
+        if full:
+            ids = {subscription.id_ for subscription in current.all}
+            for gone in self._seen - ids:
+                await self._purge_if_ended(gone)
+            self._seen = ids
+
+    async def _purge_if_ended(self, subscription_id: str) -> None:
+        """A Subscription deleted or set `off` will never be served again: drop its waiting events and its
+        state (one in `error` keeps them, for when it is requested again)."""
+        version = await self.server.store.read("Subscription", subscription_id)
+        status = fhirjson.loads(version.body).get("status") if version is not None and version.body else None
+        if status not in (None, "off"):
+            return
+        records = self.server.store.records
+        while waiting := await records.list(events_kind(subscription_id), limit=READ_AHEAD):
+            for record in waiting:
+                await records.delete(record.kind, record.key)
+        await records.delete(STATE, subscription_id)
 
     # -- one subscription ---------------------------------------------------------------------------
 

@@ -43,9 +43,14 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
 
 
 @pytest.fixture
-async def client(fast: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for _, one in running(fast):
-        yield one
+async def served(fast: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async for both in running(fast):
+        yield both
+
+
+@pytest.fixture
+def client(served: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return served[1]
 
 
 def observation(id_: str, code: dict[str, str] = A1C, value: float = 9.5, patient: str = "p1") -> dict[str, Any]:
@@ -260,3 +265,25 @@ async def test_the_capability_statement_offers_the_topics_and_status(client: htt
                if e["url"] == BACKPORT + "capabilitystatement-subscriptiontopic-canonical"}
     assert DISCHARGE in offered and "http://fhirlead.org/fhir/SubscriptionTopic/care-task" in offered
     assert "status" in {o["name"] for o in subscription["operation"]}
+
+
+async def test_a_deleted_subscription_leaves_no_waiting_events(served: tuple[FastAPI, httpx.AsyncClient],
+                                                               hook: Receiver) -> None:
+    app, client = served
+    records = app.state.server.store.records
+    id_ = await subscribe(client, classic(hook.url, "Observation?patient=Patient/gone"))
+    await eventually_status(client, id_, "active")
+    hook.fail_next(*[500] * 20)
+    await client.put("Observation/g1", json=observation("g1", patient="gone"))
+    await client.put("Observation/g2", json=observation("g2", patient="gone"))
+    await hook.wait_for(lambda r: len(r.requests) >= 1)
+    assert len(await records.list(f"subscription-events:{id_}")) == 2
+    assert (await client.delete(f"Subscription/{id_}")).status_code in (200, 204)
+    import asyncio
+
+    for _ in range(100):
+        if not await records.list(f"subscription-events:{id_}"):
+            break
+        await asyncio.sleep(0.1)
+    assert await records.list(f"subscription-events:{id_}") == []
+    assert await records.get("subscription-state", id_) is None
