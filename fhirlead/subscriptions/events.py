@@ -8,12 +8,13 @@ The records commit with the write or not at all; the delivery worker (`delivery`
 
 The subscriptions in force are kept per process (`SubscriptionSet`) and rebuilt when a record
 (`subscription-generation`) that every Subscription or topic write changes in its own commit differs
-from the one they were built at. A process reads that record in the unit of work after one that wrote a
-Subscription or topic, and otherwise at most once every GENERATION_SECONDS: a change made through this
-process is in force from its next write, one made through another process on the same store (DESIGN §6)
-within a second (a read per write cost 0.1 ms, a third of the observer's time). A Subscription written
-with status requested or active is compiled first: one the server cannot honour fails the write
-(`model.compile_subscription`).
+from the one they were built at. A process reads that record, and rebuilds the set, inside the unit of
+work (never through the store's records connection: on SQLite that waits for the write lock the unit
+holds) after one that changed a Subscription or topic, and otherwise at most once every
+GENERATION_SECONDS: a change made through this process is in force from its next write, one made through
+another process on the same store (DESIGN §6) within a second (a read per write cost 0.1 ms, a third of
+the observer's time). A Subscription written with status requested or active is compiled first: one the server cannot
+honour fails the write (`model.compile_subscription`).
 """
 
 from __future__ import annotations
@@ -128,10 +129,11 @@ class Subscriptions:
 
     # -- the set in force ------------------------------------------------------------------------
 
-    async def topics(self) -> dict[str, Topic]:
-        """Built-in topics and the Basic topics in the store."""
+    async def topics(self, source: Any = None) -> dict[str, Topic]:
+        """Built-in topics and the Basic topics in the store (read through `source`: a unit of work or,
+        by default, the store)."""
         found = built_in_topics()
-        stored = await all_matches(self.server.store, self.server.search, "Basic",
+        stored = await all_matches(source or self.server.store, self.server.search, "Basic",
                                    [("code", "http://hl7.org/fhir/fhir-types|SubscriptionTopic")])
         for version in stored:
             topic = topic_of(fhirjson.loads(version.body or b"{}"))
@@ -139,11 +141,11 @@ class Subscriptions:
                 found.setdefault(topic.url, topic)
         return found
 
-    async def load(self, generation: str | None) -> SubscriptionSet:
-        topics = await self.topics()
+    async def load(self, generation: str | None, source: Any = None) -> SubscriptionSet:
+        topics = await self.topics(source)
         loaded: list[Subscription] = []
         compiled: dict[tuple[str, int], Subscription] = {}
-        for version in await all_matches(self.server.store, self.server.search, "Subscription",
+        for version in await all_matches(source or self.server.store, self.server.search, "Subscription",
                                          [("status", ",".join(LIVE))]):
             key = (version.id, version.version)
             known = self._compiled.get(key)
@@ -169,9 +171,9 @@ class Subscriptions:
         self.current = SubscriptionSet(generation, topics, tried, indexed, loaded)
         return self.current
 
-    async def in_force(self, generation: str | None) -> SubscriptionSet:
+    async def in_force(self, generation: str | None, source: Any = None) -> SubscriptionSet:
         if generation != self.current.generation or (generation is None and not self.current.topics):
-            return await self.load(generation)
+            return await self.load(generation, source)
         return self.current
 
     async def generation_outside(self) -> str | None:
@@ -190,9 +192,11 @@ class Subscriptions:
                 changed = True
         subscriptions = self.current
         if self._recheck or time.monotonic() - self._checked >= GENERATION_SECONDS:
+            # read in this unit of work, and the set loaded through it too: units that commit together (the
+            # SQLite store's group commit) see each other's writes before any reader outside does
             record = await uow.get_record(GENERATION, "current")
             self._checked, self._recheck = time.monotonic(), False
-            subscriptions = await self.in_force(record.doc.get("id") if record else None)
+            subscriptions = await self.in_force(record.doc.get("id") if record else None, uow)
         if changed:  # in force from this commit on: here from the next unit of work, elsewhere within a second
             await uow.put_record(GENERATION, "current", {"id": uuid.uuid4().hex})
             self._recheck = True
@@ -211,7 +215,7 @@ class Subscriptions:
         resource = write.resource
         if resource is None or resource.get("status") not in LIVE:
             return
-        topics = self.current.topics or await self.topics()
+        topics = self.current.topics or await self.topics(uow)
         compile_subscription(resource, self.server.search, topics, self.policy)
         if resource.get("status") == "requested":
             state = await uow.get_record(STATE, write.id_)
