@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "fhirlead.measure.cli",
     "fhirlead.auth.cli",
     "fhirlead.app.assets",
+    "fhirlead.bulk.cli",
 )
 
 

@@ -5,8 +5,10 @@ An export is two records (`fhirlead.storage.records`) and one folder:
   URL), `transactionTime`, its state (`running`, `done`, `failed`) and progress; expires
   `FHIRLEAD_EXPORT_EXPIRE_SECONDS` after it finished (then its files are swept).
 - JOBS (`fhirlead.jobs`, same key): the durable job a worker runs in slices until the export is done.
-- `<export dir>/<job id>/`: one `<Type>.ndjson` file per type, `error.ndjson` (OperationOutcomes), and
-  `members.json` for a Group export (the member patients at kick-off).
+- `<export dir>/<job id>/`: one `<Type>.ndjson` file per type, `error.ndjson` (OperationOutcomes),
+  `members.json` for a Group export or one limited by `patient` (the patients at kick-off), and
+  `related.json` for ATR's `$davinci-data-export` (per type, the ids the attribution list reaches).
+  Member lists are files, not in the record: a list of 100,000 patients would strain a store record.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ STATUS = "bulk-export-status"
 JOBS = Jobs("bulk-export")
 ERROR_FILE = "error.ndjson"
 MEMBERS_FILE = "members.json"
+RELATED_FILE = "related.json"
 
 
 def export_root(settings: Any) -> Path:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fhirlead import clock
 from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.bulk import JOBS, MEMBERS_FILE, STATUS, job_folder, sweep
+from fhirlead.bulk.parameters import Leniency, associated, elements, patients, type_filters
 from fhirlead.bulk.scope import export_types
 from fhirlead.definitions import resource_types
 from fhirlead.errors import FhirError, Issue, bad_request, not_found
@@ -19,10 +20,10 @@ from fhirlead.parameters import InputParameters
 from fhirlead.plugins import OperationCall
 
 FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
-SUPPORTED = frozenset({"_outputFormat", "_type", "_since"})
+SUPPORTED = frozenset({"_outputFormat", "_type", "_since", "_typeFilter", "_elements", "patient",
+                       "includeAssociatedData"})
 # named by the spec (or ATR) but not done yet: refused, or ignored with `Prefer: handling=lenient`
-NOT_YET = frozenset({"_typeFilter", "_elements", "includeAssociatedData", "patient", "_until", "organizeOutputBy",
-                     "allowPartialManifests"})
+NOT_YET = frozenset({"_until", "organizeOutputBy", "allowPartialManifests"})
 IGNORED = frozenset({"_format", "_pretty"})  # general result parameters, not export parameters
 STATUS_PATH = "$export-status"
 
@@ -47,7 +48,8 @@ def read_parameters(request: FhirRequest) -> list[tuple[str, Any]]:
     return pairs
 
 
-def checked(request: FhirRequest, pairs: list[tuple[str, Any]]) -> tuple[dict[str, list[Any]], list[str]]:
+def checked(request: FhirRequest, pairs: list[tuple[str, Any]], supported: frozenset[str] = SUPPORTED,
+            operation: str = "$export") -> tuple[dict[str, list[Any]], list[str]]:
     """The supported parameters' values, and warnings for what a lenient request had ignored."""
     lenient = request.prefer("handling") == "lenient"
     values: dict[str, list[Any]] = {}
@@ -55,8 +57,8 @@ def checked(request: FhirRequest, pairs: list[tuple[str, Any]]) -> tuple[dict[st
     for name, value in pairs:
         if name in IGNORED:
             continue
-        if name not in SUPPORTED:
-            why = "is not supported yet" if name in NOT_YET else "is not a parameter of $export"
+        if name not in supported:
+            why = "is not supported yet" if name in NOT_YET else f"is not a parameter of {operation}"
             if not lenient:
                 raise bad_request(f"'{name}' {why} (send Prefer: handling=lenient to have it ignored)", name)
             warnings.append(f"'{name}' {why}: ignored (Prefer: handling=lenient)")
@@ -82,7 +84,7 @@ def named_types(values: dict[str, list[Any]]) -> list[str] | None:
     return names
 
 
-async def _too_many(server: Any) -> None:
+async def too_many(server: Any) -> None:
     """§"Response - Error": 429 when FHIRLEAD_EXPORT_MAX_RUNNING exports are already running."""
     running = [r for r in await server.store.records.list(STATUS) if r.doc.get("state") == "running"]
     if len(running) >= server.settings.export_max_running:
@@ -102,38 +104,48 @@ async def _group_members(server: Any, group_id: str, today: str) -> list[str]:
     return _patients(await _members(server, head), (today, today))
 
 
-async def kick_off(call: OperationCall) -> FhirResponse:
-    """Bulk Data 2.0.0 kick-off at system, Patient or Group level: 202 with the status URL."""
-    server, request = call.server, call.request
+def instant(values: dict[str, list[Any]], name: str) -> str | None:
+    """A 0..1 instant parameter (`_since`, ATR's `_until`) in the store's instant form."""
+    if len(values.get(name) or ()) > 1:
+        raise bad_request(f"'{name}' is given more than once", name)
+    moment = InputParameters(values).instant(name) if values.get(name) else None
+    return clock.instant(moment) if moment is not None else None
+
+
+def require_async(request: FhirRequest, operation: str = "$export") -> None:
     if request.prefer("respond-async") is None:
-        raise bad_request("$export is asynchronous: send the header Prefer: respond-async")
-    values, warnings = checked(request, read_parameters(request))
-    output_format(values)
-    since = InputParameters(values).instant("_since") if values.get("_since") else None
-    if len(values.get("_since") or ()) > 1:
-        raise bad_request("'_since' is given more than once", "_since")
-    level = "group" if call.id_ else "patient" if call.type_ else "system"
-    types = export_types(request.access, level, named_types(values))
-    await _too_many(server)
-    transaction_time = clock.instant(clock.now())
-    members = await _group_members(server, str(call.id_), transaction_time[:10]) if level == "group" else None
-    job_id = uuid.uuid4().hex
-    query = urlencode([(k, str(v)) for k, vs in values.items() for v in vs])
-    doc = {
+        raise bad_request(f"{operation} is asynchronous: send the header Prefer: respond-async")
+
+
+def job_doc(request: FhirRequest, level: str, group: str | None, types: list[str], since: str | None,
+            transaction_time: str, values: dict[str, list[Any]], warnings: list[str]) -> dict[str, Any]:
+    """The STATUS record of a new export (`fhirlead.bulk`): everything its job needs to run and resume."""
+    query = urlencode([(k, _shown(v)) for k, vs in values.items() for v in vs])
+    return {
         "client": request.access.grant.client_id if request.access is not None else None,
-        "level": level, "group": call.id_, "types": types, "warnings": warnings,
-        "since": clock.instant(since) if since is not None else None,
-        "transactionTime": transaction_time,
+        "level": level, "group": group, "types": types, "warnings": warnings, "since": since,
+        "transactionTime": transaction_time, "base": request.base_url,
         "request": f"{request.base_url}/{request.path}" + (f"?{query}" if query else ""),
         "state": "running", "step": {"index": 0, "phase": "current", "cursor": None}, "files": {},
         "created": time.time(),
     }
+
+
+def _shown(value: Any) -> str:
+    return str(value.get("reference")) if isinstance(value, dict) and "reference" in value else str(value)
+
+
+async def record(server: Any, request: FhirRequest, doc: dict[str, Any], files: dict[str, Any]) -> FhirResponse:
+    """Write the job's files (member lists), commit its STATUS and job records together (DESIGN §7), wake
+    this process's export worker, and answer 202 with the status URL."""
+    job_id = uuid.uuid4().hex
     await sweep(server)
-    if members is not None:
+    if files:
         folder = job_folder(server.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / MEMBERS_FILE).write_text(json.dumps(members))
-    async with server.store.unit_of_work() as uow:  # the status and its job commit together (DESIGN §7)
+        for name, content in files.items():
+            (folder / name).write_text(json.dumps(content))
+    async with server.store.unit_of_work() as uow:
         await uow.put_record(STATUS, job_id, doc)  # its expiry is set by the job's first slice
         await JOBS.enqueue(uow, job_id)
     for worker in getattr(server, "workers", ()):  # this process's export worker starts it now
@@ -141,3 +153,30 @@ async def kick_off(call: OperationCall) -> FhirResponse:
             worker.wake.set()
     location = f"{request.base_url}/{STATUS_PATH}/{job_id}"
     return FhirResponse(202, None, {"Content-Location": location})
+
+
+async def kick_off(call: OperationCall) -> FhirResponse:
+    """Bulk Data 2.0.0 kick-off at system, Patient or Group level: 202 with the status URL."""
+    server, request = call.server, call.request
+    require_async(request)
+    values, warnings = checked(request, read_parameters(request))
+    leniency = Leniency(request.prefer("handling") == "lenient", warnings)
+    output_format(values)
+    since = instant(values, "_since")
+    level = "group" if call.id_ else "patient" if call.type_ else "system"
+    if level == "system" and values.get("patient"):
+        leniency.refuse("'patient' is not a parameter of a system-level export", "patient")
+        values.pop("patient")
+    types = export_types(request.access, level, named_types(values))
+    narrowing = {"filters": type_filters(server.search, values.get("_typeFilter") or [], types, request.base_url,
+                                         leniency),
+                 "elements": elements(values.get("_elements") or [], types, leniency)}
+    associated(values.get("includeAssociatedData") or [], leniency)
+    await too_many(server)
+    transaction_time = clock.instant(clock.now())
+    members = await _group_members(server, str(call.id_), transaction_time[:10]) if level == "group" else None
+    chosen = await patients(server, request, values["patient"], members, leniency) if values.get("patient") else None
+    doc = job_doc(request, level, call.id_, types, since, transaction_time, values, leniency.warnings) | narrowing
+    limited = chosen if chosen is not None else members
+    doc["limited"] = limited is not None  # only these patients' compartments (fhirlead.bulk.run._patients)
+    return await record(server, request, doc, {MEMBERS_FILE: limited} if limited is not None else {})

@@ -8,6 +8,10 @@ its version at `transactionTime`. Each type is scanned once in the store's keyse
 current version is newer is exported as the newest version at or before `transactionTime` (read from its
 history), and one created after it is left out. Resources deleted after `transactionTime` but before
 their type's scan began are exported from history too (see docs/bulk-export.md for the one gap).
+
+What is kept of each version is decided on that version (`fhirlead.bulk.select`): `_since` (and ATR's
+`_until`), the compartments of the export's patients, `_typeFilter` queries and, for `$davinci-data-export`,
+the attribution list's resources; `_elements` is the one case where a line is re-serialised.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fhirlead import clock, fhirjson
-from fhirlead.bulk import ERROR_FILE, MEMBERS_FILE, STATUS, job_folder, remove_folder, sweep
+from fhirlead import clock, fhirjson, subsetting
+from fhirlead.bulk import ERROR_FILE, MEMBERS_FILE, RELATED_FILE, STATUS, job_folder, remove_folder, sweep
+from fhirlead.bulk.select import filtered
 from fhirlead.definitions import patient_compartment
 from fhirlead.search.parse import parse_search
 from fhirlead.storage.port import ResourceVersion
@@ -45,7 +50,7 @@ async def run_slice(server: Any, job_id: str) -> float | None:
     try:
         _restore(folder, doc)
         while True:  # at least one step per slice
-            await _step(server, doc, folder)
+            await step(server, doc, folder)
             rev = (await records.put(STATUS, job_id, doc, expected_rev=rev, expires=_expiry(server))).rev
             if doc["state"] != "running" or time.monotonic() >= deadline:
                 break
@@ -91,7 +96,7 @@ def _fail(folder: Path, doc: dict[str, Any], reason: str) -> None:
     doc["failure"] = reason
 
 
-async def _step(server: Any, doc: dict[str, Any], folder: Path) -> None:
+async def step(server: Any, doc: dict[str, Any], folder: Path) -> None:
     """One page of the current type's scan, or its changed-since-transactionTime part; then the next type."""
     step = dict(doc["step"])
     types = doc["types"]
@@ -100,17 +105,21 @@ async def _step(server: Any, doc: dict[str, Any], folder: Path) -> None:
         return
     type_ = types[step["index"]]
     patients = _patients(folder, doc)
+    related = _related(folder, doc, type_)
+    elements = (doc.get("elements") or {}).get(type_)
     if step["phase"] == "current":
         step.setdefault("began", clock.instant(clock.now()))
         versions, cursor = await _page(server, doc, type_, step.get("cursor"))
         chosen = [v for v in [await _as_of(server, v, doc["transactionTime"]) for v in versions] if v is not None]
-        _append(folder, doc, type_, [v for v in chosen if _wanted(server, v, doc, patients)])
+        wanted = [v for v in chosen if _wanted(server, v, doc, patients) and (related is None or v.id in related)]
+        _append(folder, doc, type_, await filtered(server, doc, type_, wanted), elements)
         step["cursor"] = cursor
         if cursor is None:
             step["phase"] = "deleted"
     else:
         gone = await _deleted_before_scan(server, type_, doc["transactionTime"], step["began"])
-        _append(folder, doc, type_, [v for v in gone if _wanted(server, v, doc, patients)])
+        wanted = [v for v in gone if _wanted(server, v, doc, patients) and (related is None or v.id in related)]
+        _append(folder, doc, type_, await filtered(server, doc, type_, wanted), elements)
         step = {"index": step["index"] + 1, "phase": "current", "cursor": None}
     doc["step"] = step
 
@@ -171,8 +180,9 @@ async def _deleted_before_scan(server: Any, type_: str, moment: str, began: str)
 
 
 def _patients(folder: Path, doc: dict[str, Any]) -> frozenset[str] | None:
-    """The patients whose compartments a Group export covers (None: any patient's)."""
-    if doc["level"] != "group":
+    """The patients whose compartments a Group export, or one limited by `patient`, covers (None: any
+    patient's)."""
+    if doc["level"] not in ("group", "patient") or not doc.get("limited", doc["level"] == "group"):
         return None
     try:
         return frozenset(fhirjson.loads((folder / MEMBERS_FILE).read_bytes()))
@@ -180,11 +190,25 @@ def _patients(folder: Path, doc: dict[str, Any]) -> frozenset[str] | None:
         raise ExportBroken("the Group's member list is gone") from None
 
 
+def _related(folder: Path, doc: dict[str, Any], type_: str) -> frozenset[str] | None:
+    """For an ATR `$davinci-data-export` (level `atr`): the ids of `type_` the attribution list reaches
+    (recorded at kick-off); None for other exports."""
+    if doc["level"] != "atr":
+        return None
+    try:
+        return frozenset(fhirjson.loads((folder / RELATED_FILE).read_bytes()).get(type_) or ())
+    except (OSError, ValueError, AttributeError):
+        raise ExportBroken("the attribution list's resources are gone") from None
+
+
 def _wanted(server: Any, version: ResourceVersion, doc: dict[str, Any], patients: frozenset[str] | None) -> bool:
-    """`_since` (state changed at or after it), and for Patient and Group level the compartment."""
+    """`_since` (state changed at or after it), ATR's `_until` (at or before it), and for Patient and Group
+    level the compartment."""
     if version.body is None or (doc.get("since") and version.last_updated < doc["since"]):
         return False
-    if doc["level"] == "system":
+    if doc.get("until") and version.last_updated > doc["until"]:
+        return False
+    if doc["level"] in ("system", "atr"):
         return True
     if version.type == "Patient":
         return patients is None or version.id in patients
@@ -194,8 +218,10 @@ def _wanted(server: Any, version: ResourceVersion, doc: dict[str, Any], patients
                for key, ref_type, ref_id, url, _version in entries.reference)
 
 
-def _append(folder: Path, doc: dict[str, Any], type_: str, versions: list[ResourceVersion]) -> None:
-    """Each version's stored bytes, one line each (§"Bulk Data Output File Request": NDJSON)."""
+def _append(folder: Path, doc: dict[str, Any], type_: str, versions: list[ResourceVersion],
+            elements: list[str] | None = None) -> None:
+    """Each version's stored bytes, one line each (§"Bulk Data Output File Request": NDJSON); with
+    `_elements`, the version limited to those elements and tagged SUBSETTED (§"Query Parameters"), re-serialised."""
     if not versions:
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,7 +229,10 @@ def _append(folder: Path, doc: dict[str, Any], type_: str, versions: list[Resour
     with open(folder / f"{type_}.ndjson", "ab") as out:
         for version in versions:
             body = version.body or b""
-            line = body if b"\n" not in body else fhirjson.dumps(fhirjson.loads(body))
+            if elements:
+                line = fhirjson.dumps(subsetting.elements(fhirjson.loads(body), elements))
+            else:
+                line = body if b"\n" not in body else fhirjson.dumps(fhirjson.loads(body))
             out.write(line + b"\n")
             file["count"] += 1
         out.flush()

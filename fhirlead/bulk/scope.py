@@ -11,11 +11,17 @@ from fhirlead.errors import bad_request
 from fhirlead.interaction.history import SERVER_RECORDED
 
 PATIENT = "Patient"
+# what Da Vinci ATR 2.1.0 `$davinci-data-export` with exportType hl7.fhir.us.davinci-atr returns: the list
+# and the resources its members and their attributions reference
+ATR_TYPES = ("Group", "Patient", "Coverage", "RelatedPerson", "Practitioner", "PractitionerRole", "Organization",
+             "Location")
 
 
 def level_types(level: str) -> list[str]:
     """System level: every type but the server's own trail; Patient and Group level: the Patient
-    compartment's types and Patient."""
+    compartment's types and Patient; `atr` (`$davinci-data-export`): the attribution list's types."""
+    if level == "atr":
+        return list(ATR_TYPES)
     if level == "system":
         return sorted(set(resource_types()) - set(SERVER_RECORDED))
     return sorted({*patient_compartment(), PATIENT} - set(SERVER_RECORDED))

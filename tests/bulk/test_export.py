@@ -57,7 +57,7 @@ async def test_type_and_since(client: httpx.AsyncClient) -> None:
 async def test_refused_kick_offs(client: httpx.AsyncClient) -> None:
     assert (await client.get("$export")).status_code == 400  # no Prefer: respond-async
     for params in ({"_outputFormat": "application/fhir+json"}, {"_type": "Nonsense"}, {"_since": "yesterday"},
-                   {"_typeFilter": "Observation?status=final"}, {"unheardOf": "1"}):
+                   {"organizeOutputBy": "Patient"}, {"unheardOf": "1"}):
         answer = await client.get("$export", params=params, headers=ASYNC)
         assert answer.status_code == 400, params
         assert answer.json()["resourceType"] == "OperationOutcome"
@@ -78,14 +78,14 @@ async def test_refused_kick_offs(client: httpx.AsyncClient) -> None:
 
 async def test_lenient_handling_ignores_with_a_warning(client: httpx.AsyncClient) -> None:
     await load(client)
-    answer = await client.get("$export", params={"_type": "Practitioner", "_typeFilter": "Practitioner?name=x"},
+    answer = await client.get("$export", params={"_type": "Practitioner", "organizeOutputBy": "Patient"},
                               headers={"Prefer": "respond-async, handling=lenient"})
     assert answer.status_code == 202, answer.text
     manifest = await finished(client, answer.headers["Content-Location"])
     assert [entry["count"] for entry in manifest["output"]] == [1]
     assert [entry["type"] for entry in manifest["error"]] == ["OperationOutcome"]
     outcome = orjson.loads((await lines(client, manifest["error"][0]["url"]))[0])
-    assert "_typeFilter" in outcome["issue"][0]["diagnostics"]
+    assert "organizeOutputBy" in outcome["issue"][0]["diagnostics"]
 
 
 async def test_patient_level_exports_compartments_only(client: httpx.AsyncClient) -> None:
