@@ -55,8 +55,9 @@ class JobWorker:
     at its next poll)."""
 
     def __init__(self, server: Any, jobs: Jobs, handle: Callable[[Any, str], Awaitable[float | None]],
-                 wakes: Callable[[Sequence[Written]], bool]) -> None:
+                 wakes: Callable[[Sequence[Written]], bool], lease_seconds: float = LEASE_SECONDS) -> None:
         self.server, self.jobs, self.handle, self.wakes = server, jobs, handle, wakes
+        self.lease_seconds = lease_seconds  # how long a dead holder keeps a job from the others
         self.owner = f"{os.getpid()}-{id(self)}"
         self.wake = asyncio.Event()
         self.stopping = False
@@ -107,7 +108,7 @@ class JobWorker:
                 continue
             try:
                 await records.put(self.jobs.lease_kind, job.key, {"owner": self.owner},
-                                  expires=time.time() + LEASE_SECONDS, expected_rev=0)
+                                  expires=time.time() + self.lease_seconds, expected_rev=0)
             except RecordConflict:
                 continue  # another process holds it
             try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fhirlead.bulk import JOBS
 from fhirlead.bulk.kickoff import kick_off
-from fhirlead.bulk.run import run_slice
+from fhirlead.bulk.run import SLICE_SECONDS, run_slice
 from fhirlead.jobs import JobWorker
 from fhirlead.plugins import Operation, OperationCall, OperationRegistry
 
@@ -25,7 +25,8 @@ async def authorize(policy: Any, call: OperationCall) -> None:
 def worker(server: Any) -> JobWorker:
     """Runs the export jobs; woken by the kick-off's commit of its job record (it writes no resources, so
     the loop also polls: `fhirlead.jobs.POLL_SECONDS`)."""
-    return JobWorker(server, JOBS, run_slice, lambda written: False)
+    # a slice takes about SLICE_SECONDS: a server killed during one leaves the job to others soon after
+    return JobWorker(server, JOBS, run_slice, lambda written: False, lease_seconds=15 * SLICE_SECONDS)
 
 
 def register(registry: OperationRegistry) -> None:

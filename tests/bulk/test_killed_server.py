@@ -10,8 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests import backends
 from tests.clients.live import LiveServer, spawn
+
+pytestmark = pytest.mark.skipif(backends.selected() != "sqlite",
+                                reason="runs real server processes on their own SQLite store: once is enough")
 
 OBSERVATIONS = 3000
 BATCH = 500
