@@ -35,6 +35,19 @@ POLL_SECONDS = 5.0
 STOP_SECONDS = 10.0
 
 
+async def finish(task: asyncio.Task[None] | None, seconds: float = STOP_SECONDS) -> None:
+    """Let a worker's loop end its round (`seconds` at most, then cancel it)."""
+    if task is None:
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(task)
+    except TimeoutError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class Jobs:
     """The durable jobs of one kind."""
 
@@ -73,15 +86,7 @@ class JobWorker:
         """Let the current round finish (STOP_SECONDS at most, then cancel it: its job stays pending)."""
         self.stopping = True
         self.wake.set()
-        if self.task is None:
-            return
-        try:
-            async with asyncio.timeout(STOP_SECONDS):
-                await asyncio.shield(self.task)
-        except TimeoutError:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        await finish(self.task)
 
     async def run(self) -> None:
         while not self.stopping:

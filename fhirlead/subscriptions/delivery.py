@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from fhirlead import fhirjson
+from fhirlead.jobs import finish
 from fhirlead.storage.port import VersionConflict
 from fhirlead.storage.records import RecordConflict
 from fhirlead.subscriptions import endpoints
@@ -47,7 +48,6 @@ POLL_SECONDS = 2.0
 MAX_BACKOFF = 300.0
 READ_AHEAD = 100  # events read per round for one subscription
 CONCURRENT = 8  # subscriptions served at once (a slow endpoint holds only its own)
-STOP_SECONDS = 10.0
 
 
 class DeliveryFailed(Exception):
@@ -80,14 +80,7 @@ class DeliveryWorker:
     async def stop(self) -> None:
         self.stopping = True
         self.wake.set()
-        if self.task is not None:
-            try:
-                async with asyncio.timeout(STOP_SECONDS):
-                    await asyncio.shield(self.task)
-            except TimeoutError:
-                self.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.task
+        await finish(self.task)
         if self.client is not None:
             await self.client.aclose()
 
