@@ -1,0 +1,101 @@
+"""The SQLite sorted walk (a broad search sorted by a date or `_lastUpdated` walks the sort index and stops
+when the page is full) answers exactly what the general page query answers: the same resources in the
+same order on every page, following the cursors, with values missing, repeated, tied, and resources
+deleted. The race that decides what is "broad" is made to call everything broad here."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhirlead.search.extract import Extractor
+from fhirlead.search.parse import parse_search
+from fhirlead.search.registry import SearchRegistry
+from fhirlead.storage.sqlite import SqliteStore, search_sql
+from fhirlead.storage.sqlite import search as sqlite_search
+
+REGISTRY = SearchRegistry.default()
+EXTRACTOR = Extractor(REGISTRY)
+
+
+def observation(number: int, rng: random.Random) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Observation", "id": f"o{number}",
+                                "status": rng.choice(["final", "amended", "preliminary"]),
+                                "code": {"coding": [{"system": "http://loinc.org", "code": rng.choice(["a", "b"])}]}}
+    shape = number % 5
+    day = f"2026-0{1 + number % 9}-{10 + number % 17}"
+    if shape == 0:
+        pass  # no date: sorts last
+    elif shape == 1:
+        resource["effectivePeriod"] = {"start": day, "end": f"2026-1{number % 3}-0{1 + number % 8}"}
+    elif shape == 2:
+        resource["effectiveDateTime"] = "2026-03-03"  # many ties
+    else:
+        resource["effectiveDateTime"] = day
+    return resource
+
+
+@pytest.fixture
+async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SqliteStore]:
+    monkeypatch.setattr(search_sql, "PROBE_LIMITS", (2, 3, 4))  # every clause is "broad"
+    opened = SqliteStore(str(tmp_path / "walk.db"))
+    await opened.open()
+    rng = random.Random(7)
+    async with opened.unit_of_work() as uow:
+        for number in range(140):
+            resource = observation(number, rng)
+            await uow.write("Observation", resource["id"], resource, EXTRACTOR.extract(resource), "PUT")
+        for number in range(60):  # several dates each: a resource's sort value is its lowest or highest
+            goal = {"resourceType": "Goal", "id": f"g{number}", "lifecycleStatus": "active",
+                    "description": {"text": "walk"}, "subject": {"reference": "Patient/p"},
+                    "target": [{"dueDate": f"2026-0{1 + (number * k) % 9}-1{k}"} for k in range(1 + number % 4)]}
+            await uow.write("Goal", goal["id"], goal, EXTRACTOR.extract(goal), "PUT")
+    async with opened.unit_of_work() as uow:
+        for number in range(0, 140, 13):
+            await uow.write("Observation", f"o{number}", None, None, "DELETE")
+    yield opened
+    await opened.close()
+
+
+async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[str]:
+    type_ = "Goal" if any("target-date" in value for _, value in params) else "Observation"
+    query = parse_search(REGISTRY, (type_,), [*params, ("_count", "7")]).query
+    ids: list[str] = []
+    while True:
+        page = await store.search(query)
+        ids += [version.id for version in page.matches]
+        if page.next_cursor is None:
+            return ids
+        query = parse_search(REGISTRY, (type_,), [*params, ("_count", "7"),
+                                                          ("_cursor", page.next_cursor)]).query
+
+
+@pytest.mark.parametrize("params", [
+    [("_sort", "-date")], [("_sort", "date")], [("_sort", "-_lastUpdated")], [("_sort", "_lastUpdated")],
+    [("date", "ge2026-03-01"), ("_sort", "-date")], [("status", "final"), ("_sort", "date")],
+    [("code", "http://loinc.org|b"), ("status:not", "amended"), ("_sort", "-date")],
+    [("date:missing", "false"), ("_sort", "-date")],
+    [("_sort", "-target-date")], [("_sort", "target-date")],
+])
+async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, params: list[tuple[str, str]],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    walked = await all_pages(store, params)
+    calls: list[int] = []
+    original = sqlite_search._walk_sorted
+
+    def counted(*args: Any) -> Any:
+        found = original(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", counted)
+    await all_pages(store, params)
+    assert any(calls), "the walk answered no page: this case tests nothing"
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", lambda *args: None)
+    general = await all_pages(store, params)
+    assert walked == general
+    assert len(set(walked)) == len(walked) > 0
