@@ -15,6 +15,7 @@ granular parameters) and every returned resource is checked once more before it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fhirlead import fhirjson
@@ -127,7 +128,7 @@ class Policy:
 
     @staticmethod
     def _in_compartment_type(type_: str) -> bool:
-        return type_ == PATIENT or type_ in patient_compartment()
+        return type_ == PATIENT or type_ in patient_reach()
 
     def require(self, type_: str, permission: str) -> list[Filter]:
         filters = self.filters(type_, permission)
@@ -312,7 +313,7 @@ class Policy:
         """Clauses that narrow the search in the database: the patient's compartment when every type
         is reachable only through patient/ scopes of one patient."""
         filters = [f for t in types for f in self.filters(t, "s")]
-        params = patient_compartment()
+        params = patient_reach()
         compartments = tuple((t, tuple(params.get(t, ()))) for t in types)
         cares = {f.care for f in filters}
         if len(cares) == 1 and None not in cares and all(f.patient is None for f in filters):
@@ -338,13 +339,25 @@ class Policy:
                     self.check_query(SearchQuery((predicate.type,), predicate.where))
 
 
+# Types outside R4's Patient compartment whose resources are still about one patient, and the reference
+# parameters that say which: a care team's Tasks (`Task.for`) carry the patient's care, so a patient's
+# token reaches the Tasks for them and a practitioner's those for the patients in their care, not all.
+LINKED_TO_PATIENT = {"Task": ("patient",)}
+
+
+@lru_cache(maxsize=1)
+def patient_reach() -> dict[str, tuple[str, ...]]:
+    """The Patient compartment's types and parameters (R4 CompartmentDefinition), plus LINKED_TO_PATIENT."""
+    return {**patient_compartment(), **LINKED_TO_PATIENT}
+
+
 _WORDS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
 
 
 def _member(type_: str, id_: Any, entries: Any, patient: str) -> bool:
     if type_ == PATIENT and id_ == patient:
         return True
-    params = set(patient_compartment().get(type_, ()))
+    params = set(patient_reach().get(type_, ()))
     return any(key in params and ref_type == PATIENT and ref_id == patient
                for key, ref_type, ref_id, _url, _version in entries.reference)
 
@@ -366,7 +379,7 @@ def _in_care(type_: str, id_: Any, entries: Any, care: frozenset[str]) -> bool:
     """In the compartment of one of the `care` patients."""
     if type_ == PATIENT:
         return id_ in care
-    params = set(patient_compartment().get(type_, ()))
+    params = set(patient_reach().get(type_, ()))
     return any(key in params and ref_type == PATIENT and ref_id in care
                for key, ref_type, ref_id, _url, _version in entries.reference)
 

@@ -101,3 +101,24 @@ async def test_a_practitioner_reads_the_lists_that_hold_a_patient_in_their_care(
         assert (await fhir.get("Group/draft")).status_code == 404  # holds only open-list, not in their care
         found = (await fhir.get("Group?_count=10")).json()
         assert [e["resource"]["id"] for e in found.get("entry", [])] == ["final"]
+
+
+async def test_tasks_follow_the_patient_they_are_for(world: FastAPI) -> None:
+    """Task is outside R4's Patient compartment, yet a care team's Tasks are about one patient: a
+    practitioner's token reaches the Tasks for the patients in their care only, a patient's those for them."""
+    await seed(world, [{"resourceType": "Task", "id": f"task-{p}", "status": "requested", "intent": "order",
+                        "for": {"reference": f"Patient/{p}"}} for p in PATIENTS])
+    async with await client_for(world, "user/*.cruds") as practitioner:
+        found = (await practitioner.get("Task", params={"_count": "100"})).json()
+        assert {e["resource"]["id"] for e in found.get("entry", ())} == {f"task-{p}" for p in REACHED}
+        assert (await practitioner.get("Task/task-stranger")).status_code == 404
+        assert (await practitioner.get("Task/task-by-team")).status_code == 200
+        stray = {"resourceType": "Task", "status": "requested", "intent": "order",
+                 "for": {"reference": "Patient/stranger"}}
+        assert (await practitioner.post("Task", json=stray)).status_code == 403
+    token = await world.state.server.auth.tokens.access_token(
+        Authorization("app", "patient/Task.rs", "someone", patient="by-gp"), FHIR, FHIR)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=world), base_url=FHIR,
+                                 headers={"Authorization": f"Bearer {token}"}) as patient_app:
+        found = (await patient_app.get("Task")).json()
+        assert [e["resource"]["id"] for e in found.get("entry", ())] == ["task-by-gp"]

@@ -182,12 +182,21 @@ async def test_a_practitioner_reaches_only_the_teams_of_patients_in_their_care(w
         assert mine.status_code == 200 and named(mine.json()) == []
 
 
-async def test_patient_scopes_cannot_reach_tasks(world: FastAPI) -> None:
-    # R4's Patient compartment has no Task, so patient/ scopes reach no Task (docs/security.md): refused
+async def test_patient_scopes_reach_only_that_patient_s_tasks(world: FastAPI) -> None:
+    # a patient's token reaches the Tasks for that patient (docs/security.md "Tasks count as the patient's"):
+    # their own team's worklist holds those and nothing about anyone else
     token = await world.state.server.auth.tokens.access_token(
-        Authorization("app", "patient/CareTeam.rs patient/Task.rs", "rosa-app", patient="rosa"), FHIR, FHIR)
+        Authorization("app", "patient/CareTeam.rs patient/Task.rs patient/Patient.rs", "rosa-app", patient="rosa"),
+        FHIR, FHIR)
     async with user_client(world, token) as http:
-        assert (await http.get("CareTeam/team-rosa/$worklist")).status_code == 403
+        answer = await http.get("CareTeam/team-rosa/$worklist")
+        assert answer.status_code == 200, answer.text
+        entries = answer.json().get("entry", [])
+        tasks = [e["resource"] for e in entries if e["resource"]["resourceType"] == "Task"]
+        assert tasks and all(t["for"]["reference"] == "Patient/rosa" for t in tasks)
+        assert {e["resource"]["id"] for e in entries if e["resource"]["resourceType"] == "Patient"} <= {"rosa"}
+        searched = (await http.get("Task", params={"_count": "100"})).json().get("entry", [])
+        assert searched and all(e["resource"]["for"]["reference"] == "Patient/rosa" for e in searched)
 
 
 async def test_a_token_without_task_access_is_refused(world: FastAPI) -> None:
