@@ -13,10 +13,12 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
@@ -50,8 +52,11 @@ UNSUPPORTED_METHODS = ("OPTIONS", "TRACE")
 async def read_body(request: Request, limit: int, seconds: float) -> bytes:
     """The body, refusing (413) anything over `limit` bytes before reading it all, and (408) a body
     that has not arrived within `seconds`: a client that declares 100 bytes and sends 10 must not hold
-    a connection forever."""
+    a connection forever. A request that declares neither a length nor a transfer coding has no body
+    (RFC 9112 §6.3): nothing is read for it."""
     declared = request.headers.get("content-length")
+    if (declared == "0" or declared is None) and "transfer-encoding" not in request.headers:
+        return b""
     too_large = FhirError(413, [Issue("too-costly", f"The request body is larger than {limit} bytes")])
     declared_size = ascii_int(declared)
     if declared_size is not None and declared_size > limit:
@@ -78,17 +83,51 @@ def check_headers(request: Request, limit: int) -> None:
                         {"Connection": "close"})
 
 
+_BASES: dict[tuple[Any, ...], str] = {}  # (scheme, Host header, server, root path) -> the FHIR base
+_BASES_LIMIT = 64  # Host headers come from clients: the cache is bounded
+
+
 def base_url(request: Request, settings: Settings) -> str:
+    """The FHIR base URL: `FHIRLEAD_BASE_URL`, else the request's scheme and host (as Starlette's URL
+    reads them) with the root path. Worked out once per host, not per request."""
     if settings.base_url:
         return settings.base_url.rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}{FHIR_PREFIX}"
+    scope = request.scope
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    key = (scope.get("scheme", "http"), host, scope.get("server"), scope.get("root_path", ""))
+    found = _BASES.get(key)
+    if found is None:
+        headers = [(b"host", host)] if host is not None else []
+        url = URL(scope={"scheme": key[0], "server": key[2], "path": "/", "query_string": b"", "headers": headers})
+        found = f"{url.scheme}://{url.netloc}{key[3]}{FHIR_PREFIX}"
+        if len(_BASES) >= _BASES_LIMIT:
+            _BASES.clear()
+        _BASES[key] = found
+    return found
 
 
-async def to_fhir_request(request: Request, path: str, settings: Settings) -> FhirRequest:
+def query_params(request: Request) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs in order, as Starlette's QueryParams reads them."""
+    query = request.scope.get("query_string", b"")
+    return parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else []
+
+
+def last_param(params: list[tuple[str, str]], name: str) -> str | None:
+    found = None
+    for key, value in params:
+        if key == name:
+            found = value
+    return found
+
+
+async def to_fhir_request(request: Request, path: str, settings: Settings,
+                          params: list[tuple[str, str]] | None = None) -> FhirRequest:
+    """The request as a FhirRequest; `params` are its query's pairs when the caller has them already."""
     check_headers(request, settings.max_header_bytes)
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_seconds)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    params = request.query_params.multi_items()
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in request.scope["headers"]}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    params = list(query_params(request) if params is None else params)
     if request.method == "POST" and path.rstrip("/").endswith("_search"):
         if content_type not in ("", FORM):
             raise FhirError(415, [Issue("not-supported", f"_search takes a form body ({FORM})")])
@@ -98,7 +137,7 @@ async def to_fhir_request(request: Request, path: str, settings: Settings) -> Fh
         base_url=base_url(request, settings),
         path=path.strip("/"),
         params=params,
-        headers={key.lower(): value for key, value in request.headers.items()},
+        headers=headers,
         body=body,
         content_type=content_type,
     )
@@ -107,16 +146,18 @@ async def to_fhir_request(request: Request, path: str, settings: Settings) -> Fh
 async def fhir_endpoint(request: Request) -> Response:
     server: Server = request.app.state.server
     path = request.path_params.get("path", "")
-    pretty = request.query_params.get("_pretty", "").lower() == "true"
+    params = query_params(request)
+    pretty = (last_param(params, "_pretty") or "").lower() == "true"
     segments = [segment for segment in path.split("/") if segment]
+    public = is_public(request.method, segments)
     fhir_request: FhirRequest | None = None
     try:
         if request.method in UNSUPPORTED_METHODS:
             route_target(request.method, segments)  # 404 for no such path, else 405 with Allow
-        fhir_request = await to_fhir_request(request, path, server.settings)
+        fhir_request = await to_fhir_request(request, path, server.settings, params)
         pretty = wants_pretty(fhir_request)
         negotiate(fhir_request)
-        if server.auth is not None and not is_public(request.method, segments):
+        if server.auth is not None and not public:
             fhir_request.access = await policy_for(server, request.headers.get("authorization"),
                                                    fhir_request.base_url)
         response = http_response(await dispatch(server, fhir_request, segments), pretty)
@@ -128,11 +169,12 @@ async def fhir_endpoint(request: Request) -> Response:
         log_unexpected(log, error, f"{request.method} on {segments[0] if segments else 'the base'}")
         response = error_response(internal_error(), pretty)
     audit = getattr(server, "audit", None)
-    if audit is not None and not is_public(request.method, segments):
+    if audit is not None and not public:
+        client = request.scope.get("client")
         try:  # queues the AuditEvent (fhirlead.audit): never awaits the store, never fails the request
             audit.rest(method=request.method, segments=segments, status=response.status_code, request=fhir_request,
                        headers=response.headers, body=getattr(response, "body", None),
-                       address=request.client.host if request.client else None)
+                       address=client[0] if client else None)
         except Exception as error:
             log.error("could not record the audit event of a %s request (%s)", request.method,
                       type(error).__name__)
@@ -188,19 +230,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
     app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None,
                   redoc_url=None)
     app.add_middleware(ApiCors)
+    # FHIR routes first (the specific ones before the catch-all): a FHIR request is matched against
+    # them before the few other routes, none of which is under /fhir.
+    app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
+    app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
+                  methods=["GET"])
+    app.add_route(FHIR_PREFIX + "/$export-status/{job}", bulk_routes.status, methods=["GET", "DELETE"])
+    app.add_route(FHIR_PREFIX + "/$export-file/{job}/{name}", bulk_routes.download, methods=["GET"])
+    app.add_route(FHIR_PREFIX, fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
+    app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
     app.add_route("/healthz", health, methods=["GET"])
     app.add_route("/openapi.json", openapi, methods=["GET"])
     app.add_route("/docs", docs, methods=["GET"])
     app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.add_route("/app", worklist_app.app_root, methods=["GET", "HEAD"])
     app.add_route("/app/{path:path}", worklist_app.app_file, methods=["GET", "HEAD"])
-    app.add_route(FHIR_PREFIX + "/.well-known/smart-configuration", auth_routes.smart_configuration, methods=["GET"])
-    app.add_route(FHIR_PREFIX + "/.well-known/openid-configuration", auth_routes.openid_configuration,
-                  methods=["GET"])
     for name, endpoint, methods in auth_routes.ENDPOINTS:
         app.add_route(f"{AUTH_PREFIX}/{name}", endpoint, methods=methods)
-    app.add_route(FHIR_PREFIX + "/$export-status/{job}", bulk_routes.status, methods=["GET", "DELETE"])
-    app.add_route(FHIR_PREFIX + "/$export-file/{job}/{name}", bulk_routes.download, methods=["GET"])
-    app.add_route(FHIR_PREFIX, fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
-    app.add_route(FHIR_PREFIX + "/{path:path}", fhir_endpoint, methods=[*METHODS, *UNSUPPORTED_METHODS])
     return app

@@ -2,13 +2,16 @@
 
 One table rather than framework routes: FHIR paths overlap (`Patient/_history` vs `Patient/123`,
 `$op` segments), and the spec wants 404 for unknown types and 405 with `Allow` for a method a valid
-path does not support. Every handler is imported lazily by name to keep start-up cheap.
+path does not support. Every handler's module is imported lazily by name to keep start-up cheap, and
+found once (the function is looked up on it per request, so it can be replaced, e.g. by a test).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
+from functools import cache
+from types import ModuleType
 from typing import Any
 
 from fhirlead.api.messages import FhirRequest, FhirResponse
@@ -34,9 +37,15 @@ COMPARTMENT = {"GET": "search_compartment:handle"}
 OPERATION = {"GET": "operation:handle", "POST": "operation:handle"}
 
 
-def _handler(target: str) -> Handler:
+@cache
+def _module_of(target: str) -> tuple[ModuleType, str]:
     module, function = target.split(":")
-    return getattr(importlib.import_module(f"fhirlead.interaction.{module}"), function)
+    return importlib.import_module(f"fhirlead.interaction.{module}"), function
+
+
+def _handler(target: str) -> Handler:
+    module, function = _module_of(target)
+    return getattr(module, function)
 
 
 def _pick(table: dict[str, str], method: str) -> str:

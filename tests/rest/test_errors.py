@@ -174,6 +174,25 @@ async def test_a_client_that_disconnects_mid_body_is_not_an_error(
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
+async def test_a_query_string_that_is_not_utf8_is_not_an_error(app: FastAPI) -> None:
+    """A raw byte that is not UTF-8 in the query string once broke the base URL (Starlette's URL decodes the
+    query as UTF-8): a 500. The base URL does not depend on the query."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/fhir/metadata", "raw_path": b"/fhir/metadata", "query_string": b"_summary=\xff",
+             "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"testserver")]}
+    await app(scope, receive, send)
+    assert sent[0]["status"] in (200, 400)
+
+
 async def test_an_update_without_an_id_says_so(client: httpx.AsyncClient) -> None:
     answer = await client.put("Patient/p1", content=b'{"resourceType":"Patient"}',
                               headers={"Content-Type": "application/fhir+json"})
