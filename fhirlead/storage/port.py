@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fhirlead.errors import FhirError, Issue
+
 if TYPE_CHECKING:
     from fhirlead.search.entries import IndexEntries
     from fhirlead.search.query import SearchQuery
@@ -77,6 +79,17 @@ class VersionConflict(StoreError):
     def __init__(self, reference: str, expected: int, current: int | None) -> None:
         super().__init__(reference, expected, current)
         self.reference, self.expected, self.current = reference, expected, current
+
+
+class StoreBusy(StoreError, FhirError):
+    """A write lost a race with a concurrent transaction, or its commit's outcome stayed unknown: the
+    request may succeed when repeated. Also a FhirError, so the HTTP layer answers it as it is (503
+    with Retry-After, or 409) and never as an internal error."""
+
+    def __init__(self, diagnostics: str, status: int = 503, retry_after: int = 1) -> None:
+        transient = status == 503
+        FhirError.__init__(self, status, [Issue("transient" if transient else "conflict", diagnostics)],
+                           {"Retry-After": str(retry_after)} if transient else {})
 
 
 NewResource = tuple[str, str, dict[str, Any], "IndexEntries"]  # type, id, resource, index entries

@@ -2,8 +2,9 @@
 client session, so reads inside a unit of work see its own writes and nothing else changes shape.
 
 Only this module and `store` touch the driver's API: the calls used are `find` (with sort, limit and
-projection), `find_one`, `count_documents`, `insert_one`, `insert_many`, `update_one` (upserting only
-records), `delete_many` and `find_one_and_update` — a surface a test stand-in can provide exactly.
+projection), `aggregate` (searches: see `pipeline`), `find_one`, `count_documents`, `insert_one`,
+`insert_many`, `update_one` (upserting only records), `delete_many` and `find_one_and_update` — a
+surface a test stand-in can provide exactly.
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ class Access:
             query = {"$and": [filter_, chunk]} if filter_ and field in filter_ else {**(filter_ or {}), **chunk}
             found += await self.find(collection, query, projection)
         return found
+
+    async def aggregate(self, collection: Any, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The documents an aggregation pipeline yields (sorts may spill to disk on a real server)."""
+        cursor = await collection.aggregate(stages, session=self.session, allowDiskUse=True)
+        return await cursor.to_list(None)
 
     async def count(self, collection: Any, filter_: dict[str, Any]) -> int:
         return await collection.count_documents(filter_, session=self.session)

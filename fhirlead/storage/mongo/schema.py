@@ -36,6 +36,7 @@ def index_specs() -> list[tuple[str, list[tuple[str, int]], dict[str, Any]]]:
         (RESOURCES, [("pk", 1)], {"unique": True, "name": "pk"}),
         (RESOURCES, [("type", 1), ("deleted", 1), ("pk", 1)], {"name": "type_pk"}),
         (RESOURCES, [("type", 1), ("deleted", 1), ("updated_us", 1)], {"name": "type_updated"}),
+        (RESOURCES, [("type", 1), ("id", 1)], {"name": "type_id"}),  # search by _id, _has, _list
         (HISTORY, [("type", 1), ("id", 1), ("version", 1)], {"unique": True, "name": "type_id_version"}),
         (HISTORY, [("seq", 1)], {"unique": True, "name": "seq"}),
         (HISTORY, [("type", 1), ("seq", 1)], {"name": "type_seq"}),

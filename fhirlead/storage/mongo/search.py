@@ -1,22 +1,22 @@
 """Executing a SearchQuery on MongoDB: matching, order, keyset paging, totals and includes.
 
-Every predicate is a `find` over the flat `search_index` documents (or `resources`, for `_id` and
-`_lastUpdated`) that returns the pks of the resources having a matching value; clauses combine those
-sets (OR within a clause, AND across clauses, `:not` and `:missing=true` as a difference). Clauses run
-from the most selective (the SQLite backend's ranking) and each later one is restricted to the pks
-found so far, so a selective first clause keeps every later query small.
+Matching, order and paging run inside MongoDB as one aggregation pipeline (`pipeline`): the driving
+clause as a `$match` on `search_index`, the other clauses as `$elemMatch` over each candidate's entries,
+then sort and keyset paging; `_total` is the same pipeline ending in `$count`. Predicates that reach
+other resources (chains, `_has`, `_list`, composites) are resolved first, each by its own query or
+pipeline, into `$in` lists of ids, keys or pks that their clause then matches against.
 
 Order and paging match the SQLite backend exactly: the sort value of a resource is the scalar stored
 per search key (`documents.sort_values`: lowest value ascending, highest descending, missing last), pk
 is the final tie-break, and a keyset cursor holds the boundary row's sort values and pk. A search with
-no filter and no `_sort` pages straight through the `(type, deleted, pk)` index instead.
+no filter and no `_sort` pages straight through the `(type, deleted, pk)` index instead. Includes
+follow references a page at a time in batched `$in` queries.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from functools import cmp_to_key
 from typing import Any
 
 from fhirlead.search import cursor as cursors
@@ -33,17 +33,19 @@ from fhirlead.search.query import (
     Missing,
     Predicate,
     SearchQuery,
-    SortKey,
 )
-from fhirlead.storage.mongo.access import IN_CHUNK, Access
-from fhirlead.storage.mongo.documents import MISSING, resource_key
-from fhirlead.storage.mongo.filters import (
-    all_of,
-    entry_base,
-    local,
-    one_of_types,
-    resource_filter,
-    value_filter,
+from fhirlead.storage.mongo.access import Access
+from fhirlead.storage.mongo.documents import resource_key
+from fhirlead.storage.mongo.filters import all_of, entry_base, local, one_of_types, point_condition, value_filter
+from fhirlead.storage.mongo.pipeline import (
+    NOTHING,
+    ResolvedClause,
+    Stage,
+    Term,
+    any_of,
+    count_stages,
+    match_stages,
+    page_stages,
 )
 from fhirlead.storage.port import SearchPage
 from fhirlead.storage.sqlite.search_sql import clause_rank  # the backend-neutral selectivity ranking
@@ -66,25 +68,29 @@ class Searcher:
         if query.cursor is not None:
             position = cursors.decode(query.cursor, signature, len(query.sort) + 1)
         forward = position is None or position.forward
-        matched: set[int] | None = None
         page: list[Row] = []
         more = False
+        total = None
+        counting = query.total in ("accurate", "estimate")
         if not query.where and not query.sort:
             if query.count > 0:
                 page, more = await self._walk_type(query, position)
-        else:
-            matched = await self.match(query.types, query.where)
-            if query.count > 0:
-                rows = await self._sort_rows(query.sort, matched)
-                page, more = paginate(rows, [k.descending for k in query.sort] + [False], query.count, position)
-        total = None
-        if query.total in ("accurate", "estimate"):
-            if matched is None:
+            if counting:
                 live = {"type": one_of_types(query.types), "deleted": False}
                 total = await self.access.count(self.access.resources, live)
-            else:
-                total = len(matched)
-        elif query.total == "auto" and position is None and not more and query.count > 0:
+        else:
+            collection, stages = await self.plan(query.types, query.where)
+            if query.count > 0:
+                paging = page_stages(query.sort, None if position is None else position.keys, forward, query.count)
+                found = await self.access.aggregate(self.access.db[collection], stages + paging)
+                fetched = [(*(row[f"_s{n}"] for n in range(len(query.sort))), row["pk"]) for row in found]
+                page, more = fetched[: query.count], len(fetched) > query.count
+                if not forward:
+                    page.reverse()
+            if counting:
+                counted = await self.access.aggregate(self.access.db[collection], stages + count_stages())
+                total = counted[0]["n"] if counted else 0
+        if query.total == "auto" and position is None and not more and query.count > 0:
             total = len(page)
         next_cursor = previous_cursor = None
         if page:
@@ -113,14 +119,6 @@ class Searcher:
             page.reverse()
         return page, len(fetched) > query.count
 
-    async def _sort_rows(self, sort: Sequence[SortKey], pks: set[int]) -> list[Row]:
-        if not sort:
-            return [(pk,) for pk in pks]
-        # the whole `sort` sub-document: some MongoDB-compatible servers mis-project dotted paths
-        projection: dict[str, Any] = {"pk": 1, "id": 1, "updated_us": 1, "sort": 1, "_id": 0}
-        docs = await self.access.find_in(self.access.resources, "pk", sorted(pks), None, projection)
-        return [(*(sort_value(key, doc) for key in sort), doc["pk"]) for doc in docs]
-
     async def _current(self, pks: Sequence[int]) -> list[dict[str, Any]]:
         """The resources documents of these pks, in the order given."""
         if not pks:
@@ -132,143 +130,101 @@ class Searcher:
 
     # -- matching ----------------------------------------------------------------------------
 
-    async def match(self, types: Sequence[str], where: Sequence[Clause], within: set[int] | None = None) -> set[int]:
-        """The pks of the live resources of `types` satisfying every clause."""
-        result = within
+    async def plan(self, types: Sequence[str], where: Sequence[Clause]) -> tuple[str, list[Stage]]:
+        """The collection and stages whose rows are the live `types` resources matching every clause."""
+        clauses = []
         for clause in sorted(where, key=clause_rank):
-            result = await self._clause(clause, types, result)
-            if not result:
-                return set()
-        if result is None:
-            result = await self._universe(types)
-        return result
+            terms = [await self._term(p, types) for p in clause.any_of]
+            clauses.append(ResolvedClause(tuple(terms), clause.negate))
+        return match_stages(types, clauses)
 
-    async def _universe(self, types: Sequence[str]) -> set[int]:
-        docs = await self.access.find(
-            self.access.resources, {"type": one_of_types(types), "deleted": False}, {"pk": 1, "_id": 0}
-        )
-        return {doc["pk"] for doc in docs}
+    async def match(self, types: Sequence[str], where: Sequence[Clause]) -> list[dict[str, Any]]:
+        """The rows (`_id`, pk, type, id, ...) of the live `types` resources matching every clause."""
+        collection, stages = await self.plan(types, where)
+        return await self.access.aggregate(self.access.db[collection], stages)
 
-    async def _clause(self, clause: Clause, types: Sequence[str], within: set[int] | None) -> set[int]:
-        hits: set[int] = set()
-        for p in clause.any_of:
-            hits |= await self._predicate(p, types, within)
-        if clause.negate:
-            base = within if within is not None else await self._universe(types)
-            return base - hits
-        return hits if within is None else hits & within
-
-    async def _predicate(self, p: Predicate, types: Sequence[str], within: set[int] | None) -> set[int]:
-        if isinstance(p, Missing) and p.missing:
-            base = within if within is not None else await self._universe(types)
-            present = await self._entry_pks(value_filter(p, types, self.base_url) or {}, within)
-            return base - present
+    async def _term(self, p: Predicate, types: Sequence[str]) -> Term:
         simple = value_filter(p, types, self.base_url)
         if simple is not None:
-            return await self._entry_pks(simple, within)
-        if isinstance(p, IdMatch | LastUpdated):
-            return await self._pks(self.access.resources, resource_filter(p, types), within)
+            return Term(entries=simple, absent=isinstance(p, Missing) and p.missing)
+        if isinstance(p, IdMatch):
+            return Term(resource={"id": {"$in": list(p.ids)}})  # the types: every row is of them
+        if isinstance(p, LastUpdated):
+            return Term(resource=point_condition(p.prefix, "updated_us", p.low, p.high))
         if isinstance(p, CompositeMatch):
-            return await self._composite(p, types, within)
+            return Term(resource={"pk": {"$in": await self._composite(p, types)}})
         if isinstance(p, Chain):
-            return await self._chain(p, types, within)
+            return await self._chain(p, types)
         if isinstance(p, Has):
-            return await self._has(p, types, within)
+            return Term(resource=by_type_and_id(await self._has(p)))
         if isinstance(p, InList):
-            return await self._in_list(p, types, within)
+            return Term(resource=by_type_and_id(await self._in_list(p)))
         if isinstance(p, Compartment):
-            return await self._compartment(p, types, within)
+            return self._compartment(p, types)
         raise TypeError(f"unknown predicate {p!r}")
 
-    def _restrict(self, filter_: dict[str, Any], within: set[int] | None) -> dict[str, Any]:
-        """Let the database skip pks already ruled out, when the allowed set is small enough."""
-        if within is not None and len(within) <= IN_CHUNK:
-            return all_of(filter_, {"pk": {"$in": sorted(within)}})
-        return filter_
-
-    async def _pks(self, collection: Any, filter_: dict[str, Any], within: set[int] | None) -> set[int]:
-        docs = await self.access.find(collection, self._restrict(filter_, within), {"pk": 1, "_id": 0})
-        found = {doc["pk"] for doc in docs}
-        return found if within is None else found & within
-
-    async def _entry_pks(self, filter_: dict[str, Any], within: set[int] | None) -> set[int]:
-        return await self._pks(self.access.search_index, filter_, within)
-
-    async def _composite(self, p: CompositeMatch, types: Sequence[str], within: set[int] | None) -> set[int]:
-        """All components in one repetition: intersect (pk, rep) pairs across components."""
-        pairs: set[tuple[int, int]] | None = None
+    async def _composite(self, p: CompositeMatch, types: Sequence[str]) -> list[int]:
+        """All components in one repetition: (pk, rep) groups holding an entry for every component."""
+        conditions = []
         for component in p.components:
             condition = value_filter(component, types, self.base_url)
             if condition is None:
                 raise TypeError(f"composite component {component!r}")
-            filter_ = self._restrict(all_of(condition, {"rep": {"$gt": 0}}), within)
-            docs = await self.access.find(self.access.search_index, filter_, {"pk": 1, "rep": 1, "_id": 0})
-            found = {(doc["pk"], doc["rep"]) for doc in docs}
-            pairs = found if pairs is None else pairs & found
-            if not pairs:
-                return set()
-        pks = {pk for pk, _ in pairs or ()}
-        return pks if within is None else pks & within
+            conditions.append(all_of(condition, {"rep": {"$gt": 0}}))
+        keys = {getattr(component, "key", None) for component in p.components}
+        stages: list[Stage] = [
+            {"$match": any_of(conditions)},
+            {"$group": {"_id": {"pk": "$pk", "rep": "$rep"}, "keys": {"$addToSet": "$key"}}},
+            {"$match": {"keys": {"$size": len(keys)}}},
+            {"$group": {"_id": "$_id.pk"}},
+        ]
+        return sorted(doc["_id"] for doc in await self.access.aggregate(self.access.search_index, stages))
 
-    async def _chain(self, p: Chain, types: Sequence[str], within: set[int] | None) -> set[int]:
+    async def _chain(self, p: Chain, types: Sequence[str]) -> Term:
         """References in `p.key` to resources of `p.types` matching the chained clauses."""
-        targets = await self.match(p.types, p.where)
-        if not targets:
-            return set()
         by_type: dict[str, list[str]] = defaultdict(list)
-        for doc in await self.access.find_in(self.access.resources, "pk", sorted(targets), None, {"type": 1, "id": 1}):
-            by_type[doc["type"]].append(doc["id"])
-        found: set[int] = set()
-        base = all_of(entry_base(types, p.key, "reference"), local(self.base_url))
-        for type_, ids in by_type.items():
-            filter_ = self._restrict(all_of(base, {"rtype": type_}), within)
-            docs = await self.access.find_in(self.access.search_index, "rid", ids, filter_, {"pk": 1, "_id": 0})
-            found |= {doc["pk"] for doc in docs}
-        return found if within is None else found & within
+        for row in await self.match(p.types, p.where):
+            by_type[row["type"]].append(row["id"])
+        targets = any_of([{"rtype": type_, "rid": {"$in": ids}} for type_, ids in sorted(by_type.items())])
+        return Term(entries=all_of(entry_base(types, p.key, "reference"), local(self.base_url), targets))
 
-    async def _referenced(
-        self, filter_: dict[str, Any], sources: Iterable[int], types: Sequence[str], within: set[int] | None
-    ) -> set[int]:
-        """The live `types` resources that the reference entries of `sources` matching `filter_` point at."""
+    async def _referenced(self, filter_: dict[str, Any], sources: Iterable[int]) -> list[tuple[str, str]]:
+        """The (type, id) that the reference entries of `sources` matching `filter_` point at."""
         docs = await self.access.find_in(
             self.access.search_index, "pk", sorted(sources), filter_, {"rtype": 1, "rid": 1, "_id": 0}
         )
-        keys = sorted({resource_key(doc["rtype"], doc["rid"]) for doc in docs})
-        live = {"type": one_of_types(types), "deleted": False}
-        found = {d["pk"] for d in await self.access.find_in(self.access.resources, "_id", keys, live, {"pk": 1})}
-        return found if within is None else found & within
+        return sorted({(doc["rtype"], doc["rid"]) for doc in docs})
 
-    async def _has(self, p: Has, types: Sequence[str], within: set[int] | None) -> set[int]:
-        sources = await self.match((p.type,), p.where)
+    async def _has(self, p: Has) -> list[tuple[str, str]]:
+        sources = [row["pk"] for row in await self.match((p.type,), p.where)]
         if not sources:
-            return set()
+            return []
         filter_ = all_of(entry_base((p.type,), p.key, "reference"), local(self.base_url))
-        return await self._referenced(filter_, sources, types, within)
+        return await self._referenced(filter_, sources)
 
-    async def _in_list(self, p: InList, types: Sequence[str], within: set[int] | None) -> set[int]:
+    async def _in_list(self, p: InList) -> list[tuple[str, str]]:
         found = await self.access.find(
             self.access.resources, {"_id": resource_key("List", p.list_id), "deleted": False}, {"pk": 1}
         )
         if not found:
-            return set()
+            return []
         filter_ = all_of(entry_base(("List",), "item", "reference"), local(self.base_url))
-        return await self._referenced(filter_, [found[0]["pk"]], types, within)
+        return await self._referenced(filter_, [found[0]["pk"]])
 
-    async def _compartment(self, p: Compartment, types: Sequence[str], within: set[int] | None) -> set[int]:
+    def _compartment(self, p: Compartment, types: Sequence[str]) -> Term:
         wanted = set(types)
         per_type = [{"type": type_, "key": {"$in": list(keys)}} for type_, keys in p.params if type_ in wanted]
-        found: set[int] = set()
+        entries = None
         if per_type:
-            filter_ = all_of(
-                {"$or": per_type},
+            entries = all_of(
+                any_of(per_type),
                 {"kind": "reference", "rid": p.owner_id, "rtype": p.owner_type},
                 local(self.base_url),
             )
-            found = await self._entry_pks(filter_, within)
-        if p.owner_type in wanted:
-            owner = {"_id": resource_key(p.owner_type, p.owner_id), "deleted": False}
-            found |= await self._pks(self.access.resources, owner, within)
-        return found
+        owner = {"type": p.owner_type, "id": p.owner_id} if p.owner_type in wanted else None
+        if entries is None and owner is None:
+            return Term(resource=NOTHING)
+        return Term(entries=entries, resource=owner)
 
     # -- _include / _revinclude ------------------------------------------------------------------
 
@@ -329,40 +285,9 @@ class Searcher:
         return sorted((doc["pk"], doc["type"], doc["id"]) for doc in rows)
 
 
-def sort_value(key: SortKey, doc: dict[str, Any]) -> Any:
-    """The value `doc` sorts by under `key`: the stored scalar, or the missing-value sentinel."""
-    if key.key == "_id":
-        return doc["id"]
-    if key.key == "_lastUpdated":
-        return doc["updated_us"]
-    stored = (doc.get("sort") or {}).get(key.kind, {}).get(key.key)
-    if stored is None:
-        return MISSING[key.kind][1 if key.descending else 0]
-    return stored["d" if key.descending else "a"]
-
-
-def compare(a: Row, b: Sequence[Any], descending: Sequence[bool]) -> int:
-    """-1, 0 or 1: the order of rows `a` and `b` with these column directions."""
-    for left, right, down in zip(a, b, descending, strict=True):
-        if left != right:
-            smaller = left < right
-            return (1 if smaller else -1) if down else (-1 if smaller else 1)
-    return 0
-
-
-def paginate(
-    rows: list[Row], descending: list[bool], count: int, position: cursors.Cursor | None
-) -> tuple[list[Row], bool]:
-    """The page of `rows` after (or before) the cursor row, in order, and whether more lie beyond it."""
-    ordered = sorted(rows, key=cmp_to_key(lambda a, b: compare(a, b, descending)))
-    if position is None:
-        candidates = ordered
-    elif position.forward:
-        candidates = [row for row in ordered if compare(row, position.keys, descending) > 0]
-    else:
-        candidates = [row for row in reversed(ordered) if compare(row, position.keys, descending) < 0]
-    fetched = candidates[: count + 1]
-    page = fetched[:count]
-    if position is not None and not position.forward:
-        page.reverse()
-    return page, len(fetched) > count
+def by_type_and_id(targets: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Rows that are one of `targets` (matched on type and id: a row's `_id` is not kept by every server)."""
+    ids: dict[str, list[str]] = defaultdict(list)
+    for type_, id_ in targets:
+        ids[type_].append(id_)
+    return any_of([{"type": type_, "id": {"$in": found}} for type_, found in sorted(ids.items())])

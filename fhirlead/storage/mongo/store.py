@@ -12,6 +12,12 @@ The global write sequence (`seq`: history order, and each resource's creation-or
 counter incremented outside the transaction, so concurrent transactions do not all conflict on one
 counter document; a rolled-back unit of work leaves an unused number, which orders nothing wrongly.
 
+Transient failures never reach a client as an internal error: a commit whose outcome is unknown
+(`UnknownTransactionCommitResult`) is retried, as the driver recommends; a transaction MongoDB aborted
+(`TransientTransactionError`, e.g. a write conflict with another process) cannot be re-run from here,
+since its body is the caller's code, so it ends in StoreBusy (503 with Retry-After) with nothing
+written; a lost race on creating the same resource (a duplicate key) in StoreBusy as a 409.
+
 Records (`fhirlead.storage.records`) are single-document conditional writes outside any session (see
 `records`), so they need no transactions and work on a standalone server too.
 """
@@ -25,6 +31,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
 from fhirlead import clock, fhirjson
 from fhirlead.search.entries import GroupEntries
 from fhirlead.storage.group_members import assemble, split
@@ -32,7 +40,15 @@ from fhirlead.storage.mongo import documents, members, schema
 from fhirlead.storage.mongo.access import Access
 from fhirlead.storage.mongo.records import MongoRecords, live_record, record_id
 from fhirlead.storage.mongo.search import Searcher
-from fhirlead.storage.port import HistoryPage, NewResource, ResourceVersion, SearchPage, StoreError, VersionConflict
+from fhirlead.storage.port import (
+    HistoryPage,
+    NewResource,
+    ResourceVersion,
+    SearchPage,
+    StoreBusy,
+    StoreError,
+    VersionConflict,
+)
 from fhirlead.storage.records import Record
 
 if TYPE_CHECKING:
@@ -171,8 +187,11 @@ class MongoStore:
                 work = MongoUnitOfWork(self, self._access(session))
                 try:
                     yield work
-                except BaseException:
+                except BaseException as error:
                     await asyncio.shield(_abort(session))
+                    busy = _busy(error)
+                    if busy is not None:
+                        raise busy from error
                     raise
                 await asyncio.shield(_commit(session))
             finally:
@@ -399,8 +418,40 @@ async def _read(access: Access, type_: str, id_: str, with_members: bool = True)
     return None if doc is None else (await access.versions([doc], with_members))[0]
 
 
+TRANSIENT = "TransientTransactionError"
+UNKNOWN_COMMIT = "UnknownTransactionCommitResult"
+COMMIT_RETRY_DELAYS = (0.05, 0.2, 0.5)  # seconds before each repeated commit
+ABORTED = "The write conflicted with a concurrent one and was rolled back; nothing was written. Repeat the request."
+UNKNOWN = ("The database did not confirm the write; it may or may not have been stored. Read the resource "
+           "before repeating the request.")
+DUPLICATE = "The resource was created concurrently by another request; nothing was written. Repeat the request."
+
+
+def _busy(error: BaseException) -> StoreBusy | None:
+    """The StoreBusy a driver error inside a transaction stands for (None: any other failure)."""
+    if isinstance(error, DuplicateKeyError):
+        return StoreBusy(DUPLICATE, status=409)
+    if isinstance(error, PyMongoError) and error.has_error_label(TRANSIENT):
+        return StoreBusy(ABORTED)
+    return None
+
+
 async def _commit(session: Any) -> None:
-    await session.commit_transaction()
+    """Commit, repeating the commit while its outcome is unknown (the driver's recommendation)."""
+    for delay in (*COMMIT_RETRY_DELAYS, None):
+        try:
+            await session.commit_transaction()
+            return
+        except PyMongoError as error:
+            if error.has_error_label(UNKNOWN_COMMIT):
+                if delay is not None:
+                    log.warning("commit outcome unknown (%s); committing again", type(error).__name__)
+                    await asyncio.sleep(delay)
+                    continue
+                raise StoreBusy(UNKNOWN) from error
+            if error.has_error_label(TRANSIENT):
+                raise StoreBusy(ABORTED) from error
+            raise
 
 
 async def _abort(session: Any) -> None:
