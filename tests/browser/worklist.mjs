@@ -8,15 +8,10 @@
 // "timeoutMs": 20000}. Prints one JSON object: {"before": {"<CareTeam id>": ["<Task id>", …]}, "after": {…},
 // "dueBefore": {…}, "steps": […], "consentScopes": […], "status": "…", "csp": "…"} or {"error": "…"} with what
 // the browser saw (console messages, failed requests, the last URL and page text) to explain a failure.
-import { chromium } from "playwright-core";
+import { inPage, signIn, withBrowser } from "./browser.mjs";
 
 const config = JSON.parse(process.argv[2] || "{}");
 const timeout = config.timeoutMs || 20000;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-];
 
 async function worklist(page) {
   return page.evaluate(() => {
@@ -32,26 +27,8 @@ async function worklist(page) {
 }
 
 async function run(browser) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(timeout);
-  const seen = { console: [], failedRequests: [], steps: [] };
-  page.on("console", (message) => {
-    if (message.type() === "error" || message.type() === "warning") {
-      seen.console.push(`${message.type()}: ${message.text()}`);
-    }
-  });
-  page.on("pageerror", (error) => seen.console.push(`pageerror: ${error.message}`));
-  page.on("requestfailed", (request) => {
-    seen.failedRequests.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
-  });
-  try {
-    await page.goto(config.url);
-    await page.waitForSelector("input[name=username]");
-    seen.steps.push("sign-in");
-    await page.fill("input[name=username]", config.username);
-    await page.fill("input[name=password]", config.password);
-    await Promise.all([page.waitForNavigation(), page.click("form button[type=submit]")]);
+  return inPage(browser, timeout, async (page, seen) => {
+    await signIn(page, seen, config.url, config.username, config.password);
     await page.waitForSelector("button[name=decision][value=allow]");
     seen.steps.push("consent");
     seen.consentScopes = await page.locator("input[name=scope]").evaluateAll((inputs) => inputs.map((i) => i.value));
@@ -79,24 +56,7 @@ async function run(browser) {
       before: before.teams, dueBefore: before.due, after: after.teams, status: await page.textContent("#status"),
       pageError: await page.textContent("#error"), ...seen, url: page.url(),
     };
-  } catch (error) {
-    let text = "";
-    try {
-      text = (await page.textContent("body")) || "";
-    } catch {
-      // the page is gone
-    }
-    return { error: String(error.message || error), ...seen, url: page.url(), pageText: text.slice(0, 2000) };
-  } finally {
-    await context.close();
-  }
+  });
 }
 
-const browser = await chromium.launch({ executablePath, headless: true, args: ARGS, timeout });
-let outcome;
-try {
-  outcome = await run(browser);
-} finally {
-  await browser.close();
-}
-process.stdout.write(JSON.stringify(outcome) + "\n");
+await withBrowser(timeout, run);
