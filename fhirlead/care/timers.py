@@ -67,13 +67,15 @@ class TimerWorker(JobWorker):
     """Runs the due timers (see the module doc); `fire(server, record)` does one timer's work."""
 
     def __init__(self, server: Any, fire: Fire, wakes: Callable[[Sequence[Written]], bool]) -> None:
-        super().__init__(server, TIMERS, self._unused, wakes)
+        super().__init__(server, TIMERS, self._fire_key, wakes)
         self.fire = fire
         self._alarm: asyncio.TimerHandle | None = None
 
-    @staticmethod
-    async def _unused(server: Any, key: str) -> float | None:  # JobWorker's handler; run_once replaces it
-        raise NotImplementedError
+    async def _fire_key(self, server: Any, key: str) -> None:
+        """JobWorker's handler: one timer by its key (this worker's `run_once` walks them in due order)."""
+        record = await server.store.records.get(TIMERS.kind, key)
+        if record is not None:
+            await self.fire(server, record)
 
     def _wake_in(self, seconds: float) -> None:
         """Wake the loop when the next timer is due (the loop polls anyway every POLL_SECONDS)."""
