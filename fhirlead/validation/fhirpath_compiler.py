@@ -56,7 +56,9 @@ class Unsupported(Exception):
 
 
 # A static type: ("pos", owner, path) an object whose elements are owner's at path ("" for the type
-# itself), ("prim", type) a primitive, ("res", type or None) a resource, ("choice",), ("any",).
+# itself), ("prim", type) a primitive, ("res", type or None) a resource, ("choice",), ("any",), and
+# ("empty",) what is always empty (a cast to a type the value can never have: `value.ofType(Quantity)` on
+# a Quantity's decimal `value`, as US Core's us-core-3 reads on Observation.value[x]).
 
 Static = tuple[Any, ...]
 Fn = Callable[[list[Any], "Env"], list[Any]]
@@ -64,6 +66,7 @@ BOOLEAN: Static = ("prim", "boolean")
 INTEGER: Static = ("prim", "integer")
 STRING: Static = ("prim", "string")
 ANY: Static = ("any",)
+EMPTY: Static = ("empty",)
 
 
 @dataclass(slots=True)
@@ -137,6 +140,10 @@ def _child(static: Static, name: str) -> tuple[Static, list[tuple[str, bool]]]:
         raise Unsupported(f"no element {owner}.{key}")
     keys = [(name + code[0].upper() + code[1:], kind_of(code) == "primitive-type") for code in choice[0]]
     return ("choice",), keys
+
+
+def _nothing(focus: list[Any], env: Env) -> list[Any]:
+    return []
 
 
 def _navigate(keys: list[tuple[str, bool]]) -> Fn:
@@ -265,6 +272,8 @@ class _Compiler:
 
     def _MemberInvocation(self, node: dict[str, Any], static: Static) -> tuple[Fn, Static]:
         name = _identifier(node["children"][0])
+        if static == EMPTY:
+            return _nothing, EMPTY
         if static == ANY:  # untyped (after descendants(), a union of types): the JSON key itself
             return _navigate([(name, True)]), ANY
         if static[0] in ("pos", "res") and static[1] == name and (static[0] == "res" or static[2] == ""):
@@ -542,7 +551,7 @@ class _Compiler:
         if known is not None:  # a value whose type the definitions fix: the answer is known in advance
             matches = type_name in ancestry(known) or known in _SYSTEM_TYPES.get(type_name, ())
             if cast:
-                return (lambda focus, env: value(focus, env) if matches else []), value_static if matches else ANY
+                return (value, value_static) if matches else (_nothing, EMPTY)
 
             def is_known(focus: list[Any], env: Env) -> list[Any]:
                 found = value(focus, env)
@@ -666,6 +675,8 @@ class _Compiler:
     def _EqualityExpression(self, node: dict[str, Any], static: Static) -> tuple[Fn, Static]:
         operator = node["terminalNodeText"][0]
         left, left_static, right, right_static = self._operands(node, static)
+        if operator in ("=", "!=") and EMPTY in (left_static, right_static):
+            return _nothing, BOOLEAN  # `=` with an empty operand is empty
         if operator not in ("=", "!=") or not (self._comparable(left_static) and self._comparable(right_static)):
             raise Unsupported(f"{operator} on {left_static} and {right_static}")
         negate = operator == "!="

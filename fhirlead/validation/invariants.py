@@ -248,13 +248,13 @@ class Invariants:
                     how[check.key] = "compiled" if check.native is not None else "fhirpathpy"
         return how
 
-    def check(self, resource: dict[str, Any], compact: bytes | None = None) -> list[Issue]:
-        """The invariant violations of `resource` (already checked against the JSON Schema). `compact`
-        is its compact JSON (`fhirjson.dumps(resource)`) when the caller has it: with no
-        `"extension":`/`"modifierExtension":` key in it, the extension pass is skipped."""
+    def check(self, resource: dict[str, Any], extended: bool | None = None) -> list[Issue]:
+        """The invariant violations of `resource` (already checked against the JSON Schema). `extended`:
+        whether it has any extension, when the caller knows (else looked for); without, the extension
+        pass is skipped."""
         run = _Run(resource)
         self._resource(resource, resource, run)
-        if _has_extensions(resource, compact):
+        if extended if extended is not None else has_extensions(resource):
             self._scan(resource, Env(resource, resource), run)
         return run.issues
 
@@ -348,7 +348,7 @@ class Invariants:
             elif isinstance(value, dict):
                 if "resourceType" not in value:
                     self._scan(value, env, run)
-                elif _has_extensions(value):  # Bundle.entry.resource: skipped when it has no extension
+                elif has_extensions(value):  # Bundle.entry.resource: skipped when it has no extension
                     self._scan(value, Env(value, value), run)
 
     def _extension(self, extension: dict[str, Any], env: Env, run: _Run) -> None:
@@ -430,11 +430,11 @@ class Invariants:
 _EXTENSION_KEY = b'xtension":'
 
 
-def _has_extensions(resource: dict[str, Any], compact: bytes | None = None) -> bool:
+def has_extensions(resource: dict[str, Any]) -> bool:
     """False when the resource has no extension anywhere: one byte scan of its compact JSON (~1 us a
     resource, where walking it costs ~5). A string that merely ends in "xtension" only costs the walk."""
     try:
-        return _EXTENSION_KEY in (compact if compact is not None else fhirjson.dumps(resource))
+        return _EXTENSION_KEY in fhirjson.dumps(resource)
     except (TypeError, ValueError):  # not JSON-encodable: walk it
         return True
 

@@ -83,14 +83,16 @@ class Profiles:
     def known(self, canonical: str) -> bool:
         return self.conformance.is_base(canonical) or self.conformance.get(canonical) is not None
 
-    def check(self, resource: dict[str, Any], asked: Iterable[str] = (), writing: bool = False) -> list[Issue]:
+    def check(self, resource: dict[str, Any], asked: Iterable[str] = (), writing: bool = False,
+              extended: bool | None = None) -> list[Issue]:
         """The issues of `resource` against its claimed profiles and `asked` ones (each once). When
         `writing`, a claimed profile of the R4 core itself (vitalsigns, shareablevalueset, cqllibrary,
         ...) reports what it finds as warnings: those were published as examples of profiling, several
         were superseded (the knowledge-artifact ones by CRMI), and published content claims them without
         meeting them (CMS's eCQM ValueSets claim shareablevalueset without `experimental`). `$validate`
         reports them in full; US Core's vital signs, which build on them, are enforced in full. A write is
-        also held to the profiles `require` set for its type, and is checked as it will be stored."""
+        also held to the profiles `require` set for its type, and is checked as it will be stored.
+        `extended`: whether the resource has any extension, when the caller knows (else looked for)."""
         if writing:
             resource = _as_stored(resource)
         meta = resource.get("meta")
@@ -123,7 +125,9 @@ class Profiles:
         base = self._base_bindings(str(resource.get("resourceType")))
         if base is not None:  # the base definitions' required bindings the JSON Schema cannot enumerate
             run.check(resource, base)
-        if has_extensions(resource):  # every extension, claimed profiles or not (extension_sweep.py)
+        if extended is None:
+            extended = has_extensions(resource)
+        if extended:  # every extension, claimed profiles or not (extension_sweep.py)
             run.profile = None
             ExtensionSweep(run).resource(resource, "")
         return issues + run.issues

@@ -10,7 +10,7 @@ from fhirlead.errors import FhirError, Issue
 from fhirlead.terminology import default_terminology
 from fhirlead.validation import rules, structure
 from fhirlead.validation.conformance import Conformance, default_conformance
-from fhirlead.validation.invariants import Invariants
+from fhirlead.validation.invariants import Invariants, has_extensions
 from fhirlead.validation.profiles import Profiles
 from fhirlead.validation.schema import SchemaValidator
 
@@ -41,12 +41,14 @@ class Validator:
         runs when the earlier ones found nothing): the base definitions, then the profiles it claims in
         `meta.profile` and `profiles` (`writing`: as a write holds it to them, see Profiles.check)."""
         issues: list[Issue] = rules.check_type(resource, expected_type)
+        extended: bool | None = None
         if not issues:
             issues = rules.check_json_shape(resource) + self.schema.validate(resource)
         if not issues:
-            issues = structure.check(resource) + self.invariants.check(resource)
+            extended = has_extensions(resource)  # one byte scan, for both layers' extension passes
+            issues = structure.check(resource) + self.invariants.check(resource, extended)
         if not any(failed(issue) for issue in issues):
-            issues += self.profiles.check(resource, profiles, writing)
+            issues += self.profiles.check(resource, profiles, writing, extended)
         return issues
 
     def check(self, resource: dict[str, Any], expected_type: str | None = None) -> None:

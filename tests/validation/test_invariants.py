@@ -265,3 +265,31 @@ def test_published_resources_have_no_errors(invariants: Invariants) -> None:
         assert errors == [], path
         checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize("node", [
+    {"value": 6.1, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+    {"value": 6.1, "system": "urn:other"},
+    {"value": 7, "comparator": "<"},
+])
+@pytest.mark.parametrize("expression", [
+    # US Core 6.1.0 us-core-3 / us-core-4, declared on Observation.value[x] but written from the resource:
+    # on the value itself `value.ofType(...)` is always empty, so both always hold (fhirpathpy agrees).
+    "value.ofType(Quantity).system.empty() or value.ofType(Quantity).system = 'http://unitsofmeasure.org'",
+    "value.ofType(CodeableConcept).coding.system.empty() or "
+    "value.ofType(CodeableConcept).coding.system = 'http://snomed.info/sct'",
+    "value.ofType(Quantity).system != 'x'",
+])
+def test_a_cast_that_can_never_match_compiles_and_agrees_with_fhirpathpy(expression: str, node: dict[str, Any]) -> None:
+    from fhirpathpy import evaluate
+    from fhirpathpy.models import models
+
+    from fhirlead.validation.fhirpath_compiler import Env, compile_expression
+
+    static = ("pos", "Quantity", "")
+    resource = {"resourceType": "Observation", "valueQuantity": node}
+    compiled = compile_expression(expression, ("res", "Observation"), static)  # no Unsupported: not fhirpathpy
+    env = Env(resource=resource, root=resource)
+    env.context = node
+    expected = evaluate(node, expression, {}, models["r4"])
+    assert compiled([node], env) == expected
