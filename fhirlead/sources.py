@@ -139,12 +139,18 @@ def _given(header: str | None) -> dict[str, Any] | None:
 def stamp(uow: UnitOfWork, resource: dict[str, Any]) -> None:
     """Give `resource` its source's meta.source if it has none (called before it is indexed: `_source`
     searches it). Nothing outside a sourced unit of work."""
-    if type(uow) is SourcedUnit and uow.source.uri is not None:
+    if type(uow) is SourcedUnit:
+        stamp_source(uow.source, resource)
+
+
+def stamp_source(source: Source | None, resource: dict[str, Any]) -> None:
+    """`stamp` for the unit of work `unit_of_work(server, source)` will open."""
+    if source is not None and source.uri is not None:
         meta = resource.get("meta")
         if meta is None:
-            resource["meta"] = {"source": uow.source.uri}
+            resource["meta"] = {"source": source.uri}
         elif isinstance(meta, dict) and "source" not in meta:
-            meta["source"] = uow.source.uri
+            meta["source"] = source.uri
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -81,3 +82,68 @@ async def test_a_unit_alone_commits_at_once(store: SqliteStore) -> None:
         resource = patient("alone")
         await uow.write("Patient", "alone", resource, EXTRACTOR.extract(resource), "PUT")
     assert committed_ids(store.path) == {"alone"}
+
+
+async def test_small_writes_in_an_open_group_run_on_the_event_loop_and_still_undo_alone(store: SqliteStore) -> None:
+    """Once a group's transaction is open, units write on the event loop (no thread hop); a unit that
+    fails there is undone alone, exactly as on the writer thread."""
+    hops = 0
+    submit = store._writer.submit  # type: ignore[union-attr]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return submit(*args, **kwargs)
+
+    store._writer.submit = counted  # type: ignore[union-attr,method-assign]
+    try:
+        await test_a_failing_unit_in_a_group_undoes_only_its_own_writes(store)
+    finally:
+        store._writer.submit = submit  # type: ignore[union-attr,method-assign]
+    assert hops < 8 * 3  # far fewer than one per write, release and commit
+
+
+async def test_a_unit_cancelled_while_the_writer_thread_works_for_it_leaves_nothing(store: SqliteStore) -> None:
+    """Big work (a 20,000-member Group) goes to the writer thread; a unit cancelled meanwhile must not
+    touch the connection from the event loop until the thread is done with it (SQLite would make the
+    loop wait for the thread's statement), its writes are undone, and the next unit writes as usual."""
+    members = [{"entity": {"reference": f"Patient/m{number}"}} for number in range(20_000)]
+    group = {"resourceType": "Group", "id": "big", "type": "person", "actual": True, "member": members}
+    group_entries = EXTRACTOR.extract(group)
+    started = asyncio.Event()
+
+    async def cancelled_unit() -> None:
+        async with store.unit_of_work() as uow:
+            first = patient("before-group")
+            await uow.write("Patient", "before-group", first, EXTRACTOR.extract(first), "PUT")
+            started.set()
+            await uow.write("Group", "big", group, group_entries, "PUT")
+
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    task = asyncio.create_task(cancelled_unit())
+    await started.wait()
+    await asyncio.sleep(0.02)  # the Group's rows are being written on the writer thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with store.unit_of_work() as uow:
+        after = patient("after")
+        await uow.write("Patient", "after", after, EXTRACTOR.extract(after), "PUT")
+    ticking.cancel()
+    assert max(gaps) < 0.25, f"the event loop stood still for {max(gaps):.2f} s"
+    assert not store._writer_conn.in_transaction  # type: ignore[union-attr]  # nothing left open or locked
+    with sqlite3.connect(store.path, timeout=0) as other:
+        assert {row[0] for row in other.execute("SELECT id FROM resources")} == {"after"}
+        assert other.execute("SELECT count(*) FROM group_members").fetchone() == (0,)
+        assert other.execute("SELECT count(*) FROM idx_reference WHERE rep < 0").fetchone() == (0,)
+    assert await store.read("Group", "big") is None

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +52,8 @@ class SqliteStore:
         self._committing: set[asyncio.Task[None]] = set()
         self._connections: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None  # the event loop thread's own, for point reads
+        self._writer_conn: sqlite3.Connection | None = None
+        self._writer_last: Future[Any] | None = None  # the last call handed to the writer thread
         self._inline_thread = 0
         self.records: SqliteRecords  # set by open(): its table exists only once the schema is migrated
 
@@ -84,6 +86,8 @@ class SqliteStore:
     def _open_connection(self, read_only: bool) -> None:
         conn = schema.connect(self.path, synchronous=self._synchronous, read_only=read_only)
         self._local.conn = conn
+        if not read_only:
+            self._writer_conn = conn
         self._connections.append(conn)
 
     async def _run(self, pool: ThreadPoolExecutor | None, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -92,7 +96,25 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(pool, lambda: work(self._local.conn))
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(self._writer, work)
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        # the thread runs its calls in order: once the last is done, it holds none (a caller cancelled
+        # while its call runs does not make the connection free)
+        self._writer_last = future = self._writer.submit(lambda: work(self._local.conn))
+        return await asyncio.wrap_future(future)
+
+    def _in_open_transaction(self) -> sqlite3.Connection | None:
+        """The writer connection, when the caller may use it right here on the event loop: its write
+        transaction is open (BEGIN IMMEDIATE is done, so SQLite has nothing left to wait for: no busy
+        timeout can stall the loop), the writer thread has nothing of it in hand, and this is the loop's
+        thread. A small write then costs its SQLite time only, not two thread hops; as the unit holds
+        the store's write lock, nothing else uses the connection meanwhile. BEGIN and COMMIT (the fsync)
+        stay on the writer thread, and so does big work (see SqliteUnitOfWork._call)."""
+        conn = self._writer_conn
+        busy = self._writer_last is not None and not self._writer_last.done()
+        if conn is None or busy or not conn.in_transaction or threading.get_ident() != self._inline_thread:
+            return None
+        return conn
 
     async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._run(self._reader_pool, work)
@@ -169,10 +191,10 @@ class SqliteStore:
             try:
                 yield work
                 if work.begun:
-                    await asyncio.shield(self._on_writer(_release_unit))
+                    await work.finish(_release_unit)
             except BaseException:
                 if work.begun:
-                    await asyncio.shield(self._on_writer(_rollback_if_open if group is None else _undo_unit))
+                    await work.finish(_rollback_if_open if group is None else _undo_unit)
                 raise
             if work.begun and group is None:
                 group = self._group = asyncio.get_running_loop().create_future()
@@ -199,6 +221,9 @@ class SqliteStore:
                     group.cancel()
 
 
+SMALL_MANY = 4  # create_many of at most this many resources runs on the event loop (a create and its Provenance)
+
+
 class SqliteUnitOfWork:
     """Reads and writes on the writer connection inside one `BEGIN IMMEDIATE` transaction."""
 
@@ -206,7 +231,12 @@ class SqliteUnitOfWork:
         self._store = store
         self.begun = False
 
-    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _call(self, work: Callable[[sqlite3.Connection], T], small: bool = True) -> T:
+        """Run `work` in the unit's transaction: on the event loop when it is `small` (a write or two,
+        ~0.1-0.3 ms of SQLite) and the transaction is already open (SqliteStore._in_open_transaction),
+        else on the writer thread, where SQLite's own time runs beside the event loop (a Bundle's
+        inserts while the next Bundle is validated)."""
+
         def in_transaction(conn: sqlite3.Connection) -> T:
             if not self.begun:
                 if not conn.in_transaction:
@@ -215,13 +245,25 @@ class SqliteUnitOfWork:
                 self.begun = True
             return work(conn)
 
+        conn = self._store._in_open_transaction() if small else None
+        if conn is not None:
+            return in_transaction(conn)
         return await self._store._on_writer(in_transaction)
 
+    async def finish(self, end: Callable[[sqlite3.Connection], None]) -> None:
+        """Release (or undo) the unit's savepoint, on the event loop when nothing of it is on the writer
+        thread."""
+        conn = self._store._in_open_transaction()
+        if conn is not None:
+            end(conn)
+        else:
+            await asyncio.shield(self._store._on_writer(end))
+
     async def read(self, type_: str, id_: str) -> ResourceVersion | None:
-        return await self._call(lambda conn: rows.read_current(conn, type_, id_))
+        return await self._call(lambda conn: rows.read_current(conn, type_, id_), small=type_ != "Group")
 
     async def search(self, query: SearchQuery) -> SearchPage:
-        return await self._call(lambda conn: search.execute(conn, query))
+        return await self._call(lambda conn: search.execute(conn, query), small=False)
 
     async def write(
         self,
@@ -232,18 +274,18 @@ class SqliteUnitOfWork:
         method: str,
         expected_version: int | None = None,
     ) -> ResourceVersion:
-        return await self._call(
-            lambda conn: _write(conn, type_, id_, resource, entries, method, expected_version)
+        return await self._call(  # a Group's members may be 100,000 rows: the writer thread's
+            lambda conn: _write(conn, type_, id_, resource, entries, method, expected_version), small=type_ != "Group"
         )
 
     async def create_many(self, items: list[NewResource], method: str) -> list[ResourceVersion]:
-        return await self._call(lambda conn: _create_many(conn, items, method))
+        return await self._call(lambda conn: _create_many(conn, items, method), small=len(items) <= SMALL_MANY)
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
         await self._call(lambda conn: _write_version(conn, version, entries))
 
     async def reindex(self, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
-        return await self._call(lambda conn: _reindex(conn, type_, id_, version, entries))
+        return await self._call(lambda conn: _reindex(conn, type_, id_, version, entries), small=False)
 
     async def get_record(self, kind: str, key: str) -> Record | None:
         return await self._call(lambda conn: records_sql.get(conn, kind, key, time.time()))
@@ -258,7 +300,7 @@ class SqliteUnitOfWork:
         return await self._call(lambda conn: rows.read_current(conn, "Group", id_, with_members=False))
 
     async def find_group_members(self, id_: str, entities: Sequence[str] | None) -> list[tuple[int, bytes]]:
-        return await self._call(lambda conn: members.find(conn, _group_pk(conn, id_), entities))
+        return await self._call(lambda conn: members.find(conn, _group_pk(conn, id_), entities), small=False)
 
     async def change_group_members(
         self, id_: str, head: dict[str, Any], head_entries: IndexEntries | None, removed: Sequence[int],
@@ -266,7 +308,7 @@ class SqliteUnitOfWork:
         added: Sequence[tuple[dict[str, Any], IndexEntries]], method: str, expected_version: int,
     ) -> ResourceVersion:
         return await self._call(lambda conn: _write_members(
-            conn, id_, head, head_entries, removed, replaced, added, method, expected_version))
+            conn, id_, head, head_entries, removed, replaced, added, method, expected_version), small=False)
 
 
 # the `records` table (sqlite/records.py) written from the writer connection, inside the unit's transaction
