@@ -18,7 +18,7 @@ def now() -> datetime:
 
 def instant(moment: datetime) -> str:
     """A FHIR `instant` (UTC, microseconds): what meta.lastUpdated carries."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"  # [:-6]: "+00:00"; half strftime's cost
 
 
 def micros(moment: datetime) -> int:
