@@ -139,8 +139,12 @@ def _given(header: str | None) -> dict[str, Any] | None:
 def stamp(uow: UnitOfWork, resource: dict[str, Any]) -> None:
     """Give `resource` its source's meta.source if it has none (called before it is indexed: `_source`
     searches it). Nothing outside a sourced unit of work."""
-    if type(uow) is SourcedUnit:
-        stamp_source(uow.source, resource)
+    stamp_source(source_of(uow), resource)
+
+
+def source_of(uow: UnitOfWork) -> Source | None:
+    """The source a unit of work from `unit_of_work` writes for (None: a plain unit)."""
+    return uow.source if type(uow) is SourcedUnit else None
 
 
 def stamp_source(source: Source | None, resource: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from fhirlead.interaction.incoming import advice, prepare
 from fhirlead.interaction.outcome import Outcome, respond
 from fhirlead.interaction.preconditions import conflict, expected_version
 from fhirlead.numbers import shown
+from fhirlead.search.entries import IndexEntries
 from fhirlead.server import Server
 from fhirlead.storage.port import UnitOfWork, VersionConflict
 
@@ -29,14 +30,11 @@ async def update(
     resource: dict[str, Any],
     if_match: int | None = None,
     method: str = "PUT",
+    entries: IndexEntries | None = None,
 ) -> Outcome:
-    if "id" not in resource:
-        raise bad_request(f"The resource has no id: an update must carry the id of its URL ('{id_}')", f"{type_}.id")
-    if resource["id"] != id_:
-        raise bad_request(f"The resource's id {shown(str(resource['id']))!r} must equal the id in the URL '{id_}'",
-                          f"{type_}.id")
-    sources.stamp(uow, resource)
-    entries = prepare(server, resource, type_)
+    """`entries` given: `resource` is ready as it is (`prepared`), else it is made so here."""
+    if entries is None:
+        entries = prepared(server, type_, id_, resource, sources.source_of(uow))
     current = await uow.read(type_, id_)
     created = current is None or current.deleted
     try:
@@ -44,6 +42,20 @@ async def update(
     except VersionConflict as error:
         raise conflict(error) from None
     return Outcome(201 if created else 200, version, created=created, issues=advice(resource, type_))
+
+
+def prepared(server: Server, type_: str, id_: str, resource: dict[str, Any], source: sources.Source | None
+             ) -> IndexEntries:
+    """Check the id, give the resource its source's meta.source, validate and index it (a 400 FhirError
+    if it may not be stored): nothing here needs the store, so a PUT does it before its unit of work
+    begins, beside the writes before it (as a create does: interaction/create.py `prepared`)."""
+    if "id" not in resource:
+        raise bad_request(f"The resource has no id: an update must carry the id of its URL ('{id_}')", f"{type_}.id")
+    if resource["id"] != id_:
+        raise bad_request(f"The resource's id {shown(str(resource['id']))!r} must equal the id in the URL '{id_}'",
+                          f"{type_}.id")
+    sources.stamp_source(source, resource)
+    return prepare(server, resource, type_)
 
 
 async def conditional_update(
@@ -72,8 +84,10 @@ async def conditional_update(
 async def handle(server: Server, request: FhirRequest, type_: str, id_: str) -> FhirResponse:
     resource = request.resource_body()
     if_match = expected_version(request.header("if-match"))
-    async with sources.unit_of_work(server, await sources.of(server, request)) as uow:
-        outcome = await update(server, uow, type_, id_, resource, if_match)
+    source = await sources.of(server, request)
+    entries = prepared(server, type_, id_, resource, source)
+    async with sources.unit_of_work(server, source) as uow:
+        outcome = await update(server, uow, type_, id_, resource, if_match, entries=entries)
     return respond(request, outcome)
 
 
