@@ -54,6 +54,7 @@ class Branch:
 class ComponentPlan:
     kind: str
     branches: tuple[Branch, ...]
+    key: tuple[Any, ...] = ()  # (kind, expression, base position): equal keys reach equal values from a node
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
         try:
             for kind, component in zip(parts, param.components, strict=True):
                 branches, _ = _branches(component.expression, type_, kind, base.position)
-                components.append(ComponentPlan(kind, branches))
+                components.append(ComponentPlan(kind, branches, (kind, component.expression, base.position)))
         except Unsupported:
             log.warning(
                 "composite %s.%s: component beyond the compiler, base %s skipped",
@@ -249,12 +250,13 @@ class Extractor:
     def _extract(self, type_: str, resource: dict[str, Any]) -> IndexEntries:
         out = IndexEntries()
         root = [resource]
+        reached: dict[tuple[Any, int], tuple[Any, list[tuple[str, tuple]]]] = {}  # see _composite
         for plan in self.plans(type_):
             if plan.fields is not None and plan.fields.isdisjoint(resource):
                 continue  # none of the elements its paths start from is present: a cheap skip
             try:
                 if plan.components:
-                    _composite(plan, resource, out)
+                    _composite(plan, resource, out, reached)
                     continue
                 key = plan.key
                 for branch in plan.branches:
@@ -274,7 +276,7 @@ def evaluate_param(registry: SearchRegistry, type_: str, param: SearchParam, res
     if plan is None:
         return out
     if plan.components:
-        _composite(plan, resource, out)
+        _composite(plan, resource, out, {})
         return out
     for branch in plan.branches:
         for value in branch.accessor([resource], resource) if branch.compiled else branch.accessor(resource):
@@ -282,20 +284,30 @@ def evaluate_param(registry: SearchRegistry, type_: str, param: SearchParam, res
     return out
 
 
-def _composite(plan: ParamPlan, resource: dict[str, Any], out: IndexEntries) -> None:
+def _composite(plan: ParamPlan, resource: dict[str, Any], out: IndexEntries,
+               reached: dict[tuple[Any, int], tuple[Any, list[tuple[str, tuple]]]]) -> None:
+    """`reached`: a component's values per node, shared by the composites of one resource (Observation's
+    code-value-quantity, code-value-concept, code-value-date, ... all read `code` from the same node)."""
     root = [resource]
     for base, components in zip(plan.branches, plan.components, strict=True):
         for node in base.accessor(root, resource):
             per_component = []
             for component in components:
-                scratch = IndexEntries()
-                for branch in component.branches:
-                    for value in branch.accessor([node], resource):
-                        branch.convert("", value, scratch)
-                values = [entry[1:] for entry in scratch.of_kind(component.kind) if entry[0] == ""]
-                if not values:
+                known = (component.key, id(node))
+                held = reached.get(known) if component.key else None
+                found = held[1] if held is not None and held[0] is node else None  # the node held: its id stays its own
+                if found is None:
+                    scratch = IndexEntries()
+                    for branch in component.branches:
+                        for value in branch.accessor([node], resource):
+                            branch.convert("", value, scratch)
+                    values = [entry[1:] for entry in scratch.of_kind(component.kind) if entry[0] == ""]
+                    found = [(component.kind, value) for value in dict.fromkeys(values)]
+                    if component.key:
+                        reached[known] = (node, found)
+                if not found:
                     break
-                per_component.append([(component.kind, value) for value in dict.fromkeys(values)])
+                per_component.append(found)
             else:
                 for combination in itertools.product(*per_component):
                     out.composite.append((plan.key, tuple(combination)))
