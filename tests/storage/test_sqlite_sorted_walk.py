@@ -81,8 +81,10 @@ async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[s
     [("date:missing", "false"), ("_sort", "-date")],
     [("_sort", "-target-date")], [("_sort", "target-date")],
 ])
+@pytest.mark.parametrize("budget", [5_000, 9])  # 9: the walk tried before the race often stops short
 async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, params: list[tuple[str, str]],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_search, "WALK_BUDGET", budget)
     walked = await all_pages(store, params)
     calls: list[int] = []
     original = sqlite_search._walk_sorted

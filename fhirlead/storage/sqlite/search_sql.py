@@ -390,6 +390,15 @@ class Compiler:
         memo_key = (tuple(types), tuple(where))
         if memo_key in self._decisions:
             return self._decisions[memo_key]
+        candidates = self._candidates(types, where)
+        decision: tuple[int | None, bool] = (candidates[0][0] if candidates else None, False)
+        if candidates and self.conn is not None:
+            decision = self._race(candidates)
+        self._decisions[memo_key] = decision
+        return decision
+
+    def _candidates(self, types: Sequence[str], where: Sequence[Clause]) -> list[tuple[int, Sql, bool]]:
+        """The drivable clauses, by static rank: (index, driver SQL, nested)."""
         candidates = []
         for index in sorted(range(len(where)), key=lambda i: clause_rank(where[i])):
             if clause_rank(where[index]) >= NOT_DRIVABLE:
@@ -398,11 +407,22 @@ class Compiler:
             if driver is not None:
                 nested = any(isinstance(p, Chain | Has) for p in where[index].any_of)
                 candidates.append((index, driver, nested))
-        decision: tuple[int | None, bool] = (candidates[0][0] if candidates else None, False)
-        if candidates and self.conn is not None:
-            decision = self._race(candidates)
-        self._decisions[memo_key] = decision
-        return decision
+        return candidates
+
+    def first_is_selective(self, types: Sequence[str], where: Sequence[Clause]) -> bool:
+        """Whether the best-ranked drivable clause matches fewer than the race's second limit (2,000): a
+        page sorted from that few is cheap to compute. Under the first limit that is the race's own
+        decision, remembered as such; above it the race, if it runs, compares every candidate."""
+        memo = self._decisions.get((tuple(types), tuple(where)))
+        if memo is not None:
+            return memo[0] is not None and not memo[1]
+        candidates = self._candidates(types, where)
+        if not candidates or self.conn is None:
+            return False
+        count = self.probe(candidates[0][1], PROBE_LIMITS[1])
+        if count < PROBE_LIMITS[0]:
+            self._decisions[(tuple(types), tuple(where))] = (candidates[0][0], False)
+        return count < PROBE_LIMITS[1]
 
     def _race(self, candidates: list[tuple[int, Sql, bool]]) -> tuple[int | None, bool]:
         """Count candidates in rounds; a nested one (chain, _has: each probe recomputes its inner
