@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 from bench_token import bench_token
-from read_ratio import cpu_seconds, family, free_port, load, machine, py_spy, wait_ready  # bench/, beside this
+from read_ratio import cpu_seconds, family, free_port, load, machine, py_spy, wait_ready, wrk  # bench/, beside this
 
 OBSERVATION = """{"resourceType":"Observation","status":"final",
 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],
@@ -37,19 +37,6 @@ local file = io.open("BODY", "rb")
 wrk.body = file:read("*a")
 file:close()
 """
-
-
-def run_wrk(url: str, seconds: int, connections: int, script: Path, headers: dict[str, str]) -> tuple[float, int, str]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script)]
-    for header, value in headers.items():
-        command += ["-H", f"{header}: {value}"]
-    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in output or "Socket errors" in output:
-        raise SystemExit(f"wrk saw errors:\n{output}")
-    rate = float(output.split("Requests/sec:")[1].split()[0])
-    count = int(output.split(" requests in ")[0].split()[-1])
-    p50 = output.split(" 50% ")[1].split()[0] if " 50% " in output else "?"
-    return rate, count, p50
 
 
 def main(args: argparse.Namespace) -> None:
@@ -77,7 +64,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"machine: {machine()}")
         print(f"load before: {load()}")
         print(f"POST Observation, wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} round(s)")
-        run_wrk(url, 2, args.connections, script, headers)  # warm-up
+        wrk(url, 2, args.connections, 1, headers, script)  # warm-up
         rates = []
         for round_ in range(args.rounds):
             spy = None
@@ -87,7 +74,7 @@ def main(args: argparse.Namespace) -> None:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             pids = family(server.pid)
             before = cpu_seconds(pids)
-            rate, count, p50 = run_wrk(url, args.seconds, args.connections, script, headers)
+            rate, count, p50 = wrk(url, args.seconds, args.connections, 1, headers, script)
             after = cpu_seconds(pids)
             cpu = " + ".join(f"{(after[p] - before[p]) / count * 1e6:.0f}" for p in pids if p in after and p in before)
             print(f"  round {round_ + 1}: {rate:,.0f} creates/s, p50 {p50}; CPU µs per create: server {cpu}")

@@ -129,9 +129,13 @@ def load() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def wrk(url: str, seconds: int, connections: int, threads: int, headers: dict[str, str]) -> tuple[float, int, str]:
-    """(req/s, requests, p50 latency) of one wrk run; every answer must be a 2xx."""
+def wrk(url: str, seconds: int, connections: int, threads: int, headers: dict[str, str],
+        script: Path | None = None) -> tuple[float, int, str]:
+    """(req/s, requests, p50 latency) of one wrk run (`script`: a wrk Lua script); every answer must be
+    a 2xx."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
     for header, value in headers.items():
         command += ["-H", f"{header}: {value}"]
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
