@@ -282,7 +282,7 @@ class SqliteUnitOfWork:
         return await self._call(lambda conn: _create_many(conn, items, method), small=len(items) <= SMALL_MANY)
 
     async def write_version(self, version: ResourceVersion, entries: IndexEntries | None) -> None:
-        await self._call(lambda conn: _write_version(conn, version, entries))
+        await self._call(lambda conn: _write_version(conn, version, entries), small=version.type != "Group")
 
     async def reindex(self, type_: str, id_: str, version: int, entries: IndexEntries) -> bool:
         return await self._call(lambda conn: _reindex(conn, type_, id_, version, entries), small=False)
