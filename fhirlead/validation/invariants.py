@@ -250,8 +250,8 @@ class Invariants:
 
     def check(self, resource: dict[str, Any], extended: bool | None = None) -> list[Issue]:
         """The invariant violations of `resource` (already checked against the JSON Schema). `extended`:
-        whether it has any extension, when the caller knows (else looked for); without, the extension
-        pass is skipped."""
+        whether it has any extension, when the caller knows (else looked for); when it has none, the
+        extension pass is skipped."""
         run = _Run(resource)
         self._resource(resource, resource, run)
         if extended if extended is not None else has_extensions(resource):
