@@ -29,6 +29,8 @@ QUERIES = [
     "Encounter?date=ge2021-01-01&_sort=-date",
     "Observation?date=ge2020&date=lt2024&_sort=-date",
     "Patient?_sort=family",
+    "Patient?gender=female&_sort=-family",
+    "Observation?status=final&_sort=code",
 ]
 
 

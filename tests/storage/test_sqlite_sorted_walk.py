@@ -1,7 +1,8 @@
-"""The SQLite sorted walk (a broad search sorted by a date or `_lastUpdated` walks the sort index and stops
-when the page is full) answers exactly what the general page query answers: the same resources in the
-same order on every page, following the cursors, with values missing, repeated, tied, and resources
-deleted. The race that decides what is "broad" is made to call everything broad here."""
+"""The SQLite sorted walk (a broad search sorted by a date, string or uri parameter or
+`_lastUpdated` walks the sort index and stops when the page is full) answers exactly what the general
+page query answers: the same resources in the same order on every page, following the cursors, with
+values missing, repeated, tied, and resources deleted. The race that decides what is "broad" is made to
+call everything broad here."""
 
 from __future__ import annotations
 
@@ -54,6 +55,12 @@ async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
                     "description": {"text": "walk"}, "subject": {"reference": "Patient/p"},
                     "target": [{"dueDate": f"2026-0{1 + (number * k) % 9}-1{k}"} for k in range(1 + number % 4)]}
             await uow.write("Goal", goal["id"], goal, EXTRACTOR.extract(goal), "PUT")
+        for number in range(70):  # family names: several, none, tied, accented (a string sort's value is folded)
+            names = [{"family": rng.choice(["Núñez", "nunez", "Smith", "Ødegaard", "Adams", "Zhou"]) + str(number % 4)}
+                     for _ in range(number % 3)]
+            patient = {"resourceType": "Patient", "id": f"p{number}", "gender": rng.choice(["female", "male"]),
+                       **({"name": names} if names else {})}
+            await uow.write("Patient", patient["id"], patient, EXTRACTOR.extract(patient), "PUT")
     async with opened.unit_of_work() as uow:
         for number in range(0, 140, 13):
             await uow.write("Observation", f"o{number}", None, None, "DELETE")
@@ -62,7 +69,8 @@ async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
 
 
 async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[str]:
-    type_ = "Goal" if any("target-date" in value for _, value in params) else "Observation"
+    type_ = ("Goal" if any("target-date" in value for _, value in params)
+             else "Patient" if any("family" in value for _, value in params) else "Observation")
     query = parse_search(REGISTRY, (type_,), [*params, ("_count", "7")]).query
     ids: list[str] = []
     while True:
@@ -80,6 +88,7 @@ async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[s
     [("code", "http://loinc.org|b"), ("status:not", "amended"), ("_sort", "-date")],
     [("date:missing", "false"), ("_sort", "-date")],
     [("_sort", "-target-date")], [("_sort", "target-date")],
+    [("_sort", "family")], [("_sort", "-family")], [("gender", "female"), ("_sort", "family")],
 ])
 @pytest.mark.parametrize("budget", [5_000, 9])  # 9: the walk tried before the race often stops short
 async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, params: list[tuple[str, str]],

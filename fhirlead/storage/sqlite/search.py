@@ -26,6 +26,10 @@ CHUNK = 500
 WALK_SLACK = 16  # rows read beyond a page by the sorted walk, for resources listed twice
 WALK_BUDGET = 5_000  # index rows the sorted walk reads before the driver race decides (see _walk_sorted)
 WALK_CHUNK = 250  # index rows per step of that walk
+# sort kinds the walk serves: one column per direction with an index starting (sp, column) (index.py);
+# not token, whose index puts the system between code and pk: a code shared by 50,000 resources is one
+# tie to sort before the first row
+WALKED_KINDS = ("date", "string", "uri")
 _TEXT_HIGH = "\U0010ffff\U0010ffff"
 _INT_HIGH, _INT_LOW = 2**63 - 1, -(2**63)
 
@@ -103,12 +107,13 @@ def page_sql(query: SearchQuery, found: Sql, position: cursors.Cursor | None) ->
 
 def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery,
                  position: cursors.Cursor | None) -> tuple[list[tuple], bool] | None:
-    """A broad search of one type sorted by one date parameter or `_lastUpdated`, paged forward: walk the
-    sort index in order, check each resource against every clause, and stop once the page is full.
+    """A broad search of one type sorted by one date, string or uri parameter or `_lastUpdated`,
+    paged forward: walk the sort index in order, check each resource against every clause, and stop once
+    the page is full.
 
     The general page query computes every match's sort value and sorts them all: at 1,000,000 resources
     `Observation?date=ge2020&_sort=-date` took 0.45 s, this walk under 1 ms. The same rows in the same
-    order (a resource's value: its lowest `lo` ascending, highest `hi` descending; pk breaks ties), so
+    order (a resource's value: its lowest value ascending, highest descending; pk breaks ties), so
     cursors of either kind continue on the other. None when this does not apply: a selective clause
     drives the general query better, and a page the walk cannot fill reaches the resources without a
     value, which sort last and are the general query's.
@@ -121,7 +126,7 @@ def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuer
     if len(query.sort) != 1 or len(query.types) != 1 or (position is not None and not position.forward):
         return None
     key = query.sort[0]
-    if key.kind != "date" and key.key != "_lastUpdated":
+    if key.kind not in WALKED_KINDS and key.key != "_lastUpdated":
         return None
     if query.where:
         if compiler.first_is_selective(query.types, query.where):
@@ -144,12 +149,14 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
         value, source, missing = "r.updated_us", "resources r", None
         conditions, params = ["r.type = ?", "r.deleted = 0"], [type_]
     else:
-        column, aggregate = ("hi", "max") if key.descending else ("lo", "min")
-        value, source = f"s.{column}", "idx_date s JOIN resources r ON r.pk = s.pk"
-        missing = _SORT_COLUMNS["date"][2][1 if key.descending else 0]
+        ascending, descending, sentinels = _SORT_COLUMNS[key.kind]
+        column, aggregate = (descending, "max") if key.descending else (ascending, "min")
+        values = table(key.kind)
+        value, source = f"s.{column}", f"{values} s JOIN resources r ON r.pk = s.pk"
+        missing = sentinels[1 if key.descending else 0]
         sp = param_id(type_, key.key)
         conditions = ["s.sp = ?", "s.rep = 0", "r.deleted = 0", "r.type = ?",
-                      f"s.{column} = (SELECT {aggregate}(v.{column}) FROM idx_date v "
+                      f"s.{column} = (SELECT {aggregate}(v.{column}) FROM {values} v "
                       "WHERE v.pk = s.pk AND v.sp = ? AND v.rep = 0)"]
         params = [sp, type_, sp]
     after = position.keys if position is not None else None
@@ -182,7 +189,10 @@ def _walk_rows(conn: sqlite3.Connection, walk: Sql, value: str, descending: bool
     for check in checks:
         text += f" AND {check.text}"
         params += check.params
-    text += f" ORDER BY {value} {'DESC' if descending else 'ASC'}, r.pk ASC LIMIT ?"
+    # ties by the index row's own pk: a value index's entries end with it (WITHOUT ROWID), so an ascending
+    # walk needs no sort of a large tie (a common family name)
+    tie = "s.pk" if value.startswith("s.") else "r.pk"
+    text += f" ORDER BY {value} {'DESC' if descending else 'ASC'}, {tie} ASC LIMIT ?"
     return conn.execute(text, [*params, limit]).fetchall()
 
 
