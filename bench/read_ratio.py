@@ -9,8 +9,8 @@ holding one Patient, and (b) a bare FastAPI app under the same uvicorn settings 
 log, the same concurrency limit and keep-alive) with one route answering the very bytes fhirlead
 answered, with the same content type. `wrk` (Debian package `wrk`) then reads each for `--seconds` with
 `--connections` connections, the two alternating round by round, and the script prints req/s of both
-and fhirlead's share of the bare framework's. `--profile` records the fhirlead server with py-spy during
-its last round (a flame graph, or collapsed stacks for a name ending in .txt). The machine's load
+and fhirlead's share of the bare framework's. `--profile` records both servers with py-spy during the
+last round (a flame graph, or collapsed stacks for a name ending in .txt; the bare app's beside it). The machine's load
 (`uptime`) is printed before and after: other work on the same cores moves both figures. Each run also
 prints the CPU time per request of each server process (fhirlead's audit writer apart) and of wrk.
 `--source` runs fhirlead from another checkout (with `auth/` and `operations/` linked under `fhirlead/`,
@@ -91,6 +91,12 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.platform()}"
+
+
+def bare_profile(path: str) -> str:
+    """Where the bare app's profile goes: beside fhirlead's, `-bare` before the suffix."""
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-bare.{suffix}" if dot else f"{path}-bare"
 
 
 def py_spy() -> str:
@@ -204,12 +210,13 @@ def main(args: argparse.Namespace) -> None:
             print(f"  round {round_ + 1}")
             for name, url in targets.items():
                 spy = None
-                if args.profile and name == "fhirlead" and round_ == args.rounds - 1:
-                    spy = subprocess.Popen([py_spy(), "record", "-d", str(args.seconds), "-o", args.profile,
-                                            "--pid", str(server.pid), "--nonblocking", "--rate", "1000",
+                pid = server.pid if name == "fhirlead" else bare.pid
+                if args.profile and round_ == args.rounds - 1:
+                    output = args.profile if name == "fhirlead" else bare_profile(args.profile)
+                    spy = subprocess.Popen([py_spy(), "record", "-d", str(args.seconds), "-o", output,
+                                            "--pid", str(pid), "--nonblocking", "--rate", "1000",
                                             "--format", "raw" if args.profile.endswith(".txt") else "flamegraph"],
                                            **quiet)
-                pid = server.pid if name == "fhirlead" else bare.pid
                 figures[name].append(measured(name, pid, url, args, headers))
                 if spy is not None:
                     spy.wait()
@@ -233,5 +240,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--source", default="", help="a checkout to run fhirlead from (as bench/compare.py makes)")
     parser.add_argument("--profile", default="",
-                        help="py-spy profile of fhirlead's last round: a flame graph (.svg) or collapsed stacks (.txt)")
+                        help="py-spy profiles of the last round: a flame graph (.svg) or collapsed stacks (.txt) of "
+                        "fhirlead (its audit writer included), and of the bare app beside it (`-bare` added)")
     main(parser.parse_args())

@@ -2,8 +2,9 @@
 
 Per resource type, an extraction plan is built once: for every indexed parameter, the compiled
 accessors of its expression (`fhirlead.search.fhirpath`) paired with the converter of the parameter
-type for the FHIR type each accessor reaches (`fhirlead.search.types.*`). Extracting is then a loop of
-dictionary lookups; only expressions the compiler cannot handle go through fhirpathpy.
+type for the FHIR type each accessor reaches (`fhirlead.search.types.*`). A type's plans are then
+written out as one generated function (`fhirlead.search.extract_codegen`); only expressions the compiler
+cannot handle go through the validator's FHIRPath compiler or fhirpathpy.
 
 A parameter whose expression cannot be planned, or fails on a resource (a SearchParameter written
 through the API may say anything FHIRPath allows), is left out of that resource's entries and logged
@@ -12,6 +13,7 @@ through the API may say anything FHIRPath allows), is left out of that resource'
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Callable
@@ -21,7 +23,8 @@ from typing import Any
 from fhirlead.errors import bad_request
 from fhirlead.search import derived
 from fhirlead.search.entries import GroupEntries, IndexEntries
-from fhirlead.search.fhirpath import Accessor, Unsupported, compile_expression
+from fhirlead.search.extract_codegen import Generated, generate
+from fhirlead.search.fhirpath import ROOT, Accessor, Unsupported, compile_expression
 from fhirlead.search.registry import SearchParam, SearchRegistry
 from fhirlead.search.types import date, number, quantity, reference, string, token, uri
 
@@ -54,7 +57,7 @@ class Branch:
 class ComponentPlan:
     kind: str
     branches: tuple[Branch, ...]
-    key: tuple[Any, ...] = ()  # (kind, expression, base position): equal keys reach equal values from a node
+    key: int = 0  # names (kind, expression, base position), see _component_key; 0: not shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,8 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
         try:
             for kind, component in zip(parts, param.components, strict=True):
                 branches, _ = _branches(component.expression, type_, kind, base.position)
-                components.append(ComponentPlan(kind, branches, (kind, component.expression, base.position)))
+                shared = _component_key(kind, component.expression, base.position)
+                components.append(ComponentPlan(kind, branches, shared))
         except Unsupported:
             log.warning(
                 "composite %s.%s: component beyond the compiler, base %s skipped",
@@ -182,6 +186,15 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
     return ParamPlan(param.code, tuple(base_branches), tuple(per_base), _first_fields(tuple(base_branches)))
 
 
+_COMPONENT_KEYS: dict[tuple[str, str, Any], int] = {}
+
+
+def _component_key(kind: str, expression: str, base: Any) -> int:
+    """A small integer per (kind, expression, base position): components with equal keys reach equal
+    values from a node, so composites share them (hashing the position itself costs on every node)."""
+    return _COMPONENT_KEYS.setdefault((kind, expression, base), len(_COMPONENT_KEYS) + 1)
+
+
 def _keep_node(key: str, value: Any, out: IndexEntries) -> None:  # composite bases are not converted
     raise AssertionError("composite base nodes are handled by _composite")
 
@@ -193,6 +206,7 @@ class Extractor:
         self.registry = registry
         self._plans: dict[str, tuple[ParamPlan, ...]] = {}
         self._failed: set[tuple[str, str]] = set()  # (type, key) already logged as failing
+        self._functions: dict[str, Generated] = {}
 
     def plans(self, type_: str) -> tuple[ParamPlan, ...]:
         found = self._plans.get(type_)
@@ -218,7 +232,7 @@ class Extractor:
     def warm(self) -> None:
         """Build every plan now (start-up) instead of on each type's first write."""
         for type_ in self.registry.types():
-            self.plans(type_)
+            self._generated(type_)
 
     def extract(self, resource: dict[str, Any]) -> IndexEntries:
         type_ = resource.get("resourceType")
@@ -247,24 +261,19 @@ class Extractor:
         """The entries one `Group.member` element contributes."""
         return self._extract("Group", {"resourceType": "Group", "member": [member]})
 
+    def _generated(self, type_: str) -> Generated:
+        found = self._functions.get(type_)
+        if found is None:
+            failed = functools.partial(self._failure, type_)
+            found = self._functions[type_] = generate(self.plans(type_), _composite, failed, ROOT)
+        return found
+
     def _extract(self, type_: str, resource: dict[str, Any]) -> IndexEntries:
+        """Every plan of `type_` on `resource`, through the function generated from them
+        (`extract_codegen`): a plan whose paths start from elements the resource lacks is skipped, one
+        that raises keeps the entries it added (each is a true value) and is logged."""
         out = IndexEntries()
-        root = [resource]
-        reached: dict[tuple[Any, int], tuple[Any, list[tuple[str, tuple]]]] = {}  # see _composite
-        for plan in self.plans(type_):
-            if plan.fields is not None and plan.fields.isdisjoint(resource):
-                continue  # none of the elements its paths start from is present: a cheap skip
-            try:
-                if plan.components:
-                    _composite(plan, resource, out, reached)
-                    continue
-                key = plan.key
-                for branch in plan.branches:
-                    values = branch.accessor(root, resource) if branch.compiled else branch.accessor(resource)
-                    for value in values:
-                        branch.convert(key, value, out)
-            except Exception as error:  # entries it added before failing stay: each one is a true value
-                self._failure(type_, plan.key, error)
+        self._generated(type_)(resource, out, {})
         return out.dedupe()
 
 
@@ -285,7 +294,7 @@ def evaluate_param(registry: SearchRegistry, type_: str, param: SearchParam, res
 
 
 def _composite(plan: ParamPlan, resource: dict[str, Any], out: IndexEntries,
-               reached: dict[tuple[Any, int], tuple[Any, list[tuple[str, tuple]]]]) -> None:
+               reached: dict[tuple[int, int], tuple[Any, list[tuple[str, tuple]]]]) -> None:
     """`reached`: a component's values per node, shared by the composites of one resource (Observation's
     code-value-quantity, code-value-concept, code-value-date, ... all read `code` from the same node)."""
     root = [resource]

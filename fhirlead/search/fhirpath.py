@@ -217,7 +217,11 @@ def _has_extension(url: str) -> Step:
 
 
 def _index(number: int) -> Step:
-    return lambda nodes: nodes[number : number + 1]
+    def step(nodes: list[Any]) -> list[Any]:
+        return nodes[number : number + 1]
+
+    step.whole = True  # type: ignore[attr-defined]  # reads the whole collection, not node by node
+    return step
 
 
 # -- compilation --------------------------------------------------------------------------------
