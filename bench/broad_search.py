@@ -31,6 +31,9 @@ QUERIES = [
     "Patient?_sort=family",
     "Patient?gender=female&_sort=-family",
     "Observation?status=final&_sort=code",
+    "Observation?date=lt2022-01-01&_sort=-date",
+    "Observation?_sort=code",
+    "Observation?_sort=-status",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The SQLite sorted walk (a broad search sorted by a date, string or uri parameter or
+"""The SQLite sorted walk (a broad search sorted by a date, string, uri or token parameter or
 `_lastUpdated` walks the sort index and stops when the page is full) answers exactly what the general
 page query answers: the same resources in the same order on every page, following the cursors, with
 values missing, repeated, tied, and resources deleted. The race that decides what is "broad" is made to
@@ -27,6 +27,8 @@ def observation(number: int, rng: random.Random) -> dict[str, Any]:
     resource: dict[str, Any] = {"resourceType": "Observation", "id": f"o{number}",
                                 "status": rng.choice(["final", "amended", "preliminary"]),
                                 "code": {"coding": [{"system": "http://loinc.org", "code": rng.choice(["a", "b"])}]}}
+    if number % 4 == 1:  # a second code, some under another system: a resource sorts by its lowest or highest
+        resource["code"]["coding"].append({"system": "http://snomed.info/sct", "code": rng.choice(["a", "c", "0"])})
     shape = number % 5
     day = f"2026-0{1 + number % 9}-{10 + number % 17}"
     if shape == 0:
@@ -89,6 +91,8 @@ async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[s
     [("date:missing", "false"), ("_sort", "-date")],
     [("_sort", "-target-date")], [("_sort", "target-date")],
     [("_sort", "family")], [("_sort", "-family")], [("gender", "female"), ("_sort", "family")],
+    [("_sort", "code")], [("_sort", "-code")], [("_sort", "status")], [("_sort", "-status")],
+    [("status", "final"), ("_sort", "-code")], [("code", "http://loinc.org|b"), ("_sort", "status")],
 ])
 @pytest.mark.parametrize("budget", [5_000, 9])  # 9: the walk tried before the race often stops short
 async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, params: list[tuple[str, str]],
@@ -110,3 +114,24 @@ async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, p
     general = await all_pages(store, params)
     assert walked == general
     assert len(set(walked)) == len(walked) > 0
+
+
+@pytest.mark.parametrize("limit", [("TOKEN_SYSTEMS", 1), ("TOKEN_SCAN", 3)])
+async def test_a_token_walk_over_its_limits_leaves_the_page_to_the_general_query(
+        store: SqliteStore, limit: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code under more systems than the walk merges, or a tie whose rows mostly sort elsewhere: the
+    general query answers, and the pages are the same."""
+    params = [("_sort", "code")]
+    expected = await all_pages(store, params)
+    monkeypatch.setattr(sqlite_search, limit[0], limit[1])
+    calls: list[bool] = []
+    original = sqlite_search._walk_sorted
+
+    def counted(*args: Any) -> Any:
+        found = original(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", counted)
+    assert await all_pages(store, params) == expected
+    assert calls and not all(calls)

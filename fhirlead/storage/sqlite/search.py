@@ -9,9 +9,10 @@ every explicit `_sort` gets pk as the final tie-break so the order is total and 
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fhirlead.search import cursor as cursors
@@ -26,10 +27,12 @@ CHUNK = 500
 WALK_SLACK = 16  # rows read beyond a page by the sorted walk, for resources listed twice
 WALK_BUDGET = 5_000  # index rows the sorted walk reads before the driver race decides (see _walk_sorted)
 WALK_CHUNK = 250  # index rows per step of that walk
-# sort kinds the walk serves: one column per direction with an index starting (sp, column) (index.py);
-# not token, whose index puts the system between code and pk: a code shared by 50,000 resources is one
-# tie to sort before the first row
-WALKED_KINDS = ("date", "string", "uri")
+# sort kinds the walk serves: one column per direction with an index starting (sp, column) (index.py),
+# and token, whose index runs (sp, code, system, pk): see _token_rows
+WALKED_KINDS = ("date", "string", "uri", "token")
+TOKEN_WALK_LIMIT = 50_000  # index rows a token walk reads for a broad search before the general query
+TOKEN_SYSTEMS = 32  # systems of one code a token walk merges; more: the general query
+TOKEN_SCAN = 20_000  # index rows one step of a token walk reads (rejected ones too) before it gives up
 _TEXT_HIGH = "\U0010ffff\U0010ffff"
 _INT_HIGH, _INT_LOW = 2**63 - 1, -(2**63)
 
@@ -107,7 +110,7 @@ def page_sql(query: SearchQuery, found: Sql, position: cursors.Cursor | None) ->
 
 def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery,
                  position: cursors.Cursor | None) -> tuple[list[tuple], bool] | None:
-    """A broad search of one type sorted by one date, string or uri parameter or `_lastUpdated`,
+    """A broad search of one type sorted by one date, string, uri or token parameter or `_lastUpdated`,
     paged forward: walk the sort index in order, check each resource against every clause, and stop once
     the page is full.
 
@@ -162,10 +165,23 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
     after = position.keys if position is not None else None
     if after is not None and after[0] == missing:
         return None
-    walk = Sql(f"SELECT r.pk, {value} FROM {source} WHERE {' AND '.join(conditions)}", params)
     checks = [compiler.clause_check(clause, query.types, "r") for clause in query.where]
+    if key.kind == "token":
+        def fetch(after: tuple | None, limit: int) -> list[tuple]:
+            return _token_rows(conn, param_id(type_, key.key), key.descending, after, limit)
+
+        try:
+            if budget:
+                return _walk_in_chunks(conn, fetch, checks, after, query.count, budget)
+            return _walk_in_chunks(conn, fetch, checks, after, query.count, TOKEN_WALK_LIMIT, give_up=False)
+        except _Unwalkable:
+            return None
+    walk = Sql(f"SELECT r.pk, {value} FROM {source} WHERE {' AND '.join(conditions)}", params)
     if budget:
-        return _walk_in_chunks(conn, walk, value, key.descending, checks, after, query.count, budget)
+        def fetch(after: tuple | None, limit: int) -> list[tuple]:
+            return _walk_rows(conn, walk, value, key.descending, [], after, limit)
+
+        return _walk_in_chunks(conn, fetch, checks, after, query.count, budget)
     found = _walk_rows(conn, walk, value, key.descending, checks, after, query.count + 1 + WALK_SLACK)
     seen: set[int] = set()
     rows_ = []
@@ -196,18 +212,21 @@ def _walk_rows(conn: sqlite3.Connection, walk: Sql, value: str, descending: bool
     return conn.execute(text, [*params, limit]).fetchall()
 
 
-def _walk_in_chunks(conn: sqlite3.Connection, walk: Sql, value: str, descending: bool, checks: list[Sql],
-                    after: tuple | None, count: int, budget: int) -> tuple[list[tuple], bool] | None:
-    """The walk over at most `budget` index rows, WALK_CHUNK at a time: each chunk read in order without
-    the clauses, then its pks checked against them in one query (one statement can not stop after a
-    number of rows read: SQLite would materialize the whole budget). It gives up as soon as the rate of
-    matches so far says the page would not fill within the budget (none in the first chunk, or too few),
-    so a clause too selective to walk for costs one chunk."""
+def _walk_in_chunks(conn: sqlite3.Connection, fetch: Callable[[tuple | None, int], list[tuple]],
+                    checks: list[Sql], after: tuple | None, count: int, budget: int,
+                    give_up: bool = True) -> tuple[list[tuple], bool] | None:
+    """The walk over at most `budget` index rows, WALK_CHUNK at a time (`fetch(after, limit)`: rows
+    (pk, value) after the keyset, in walk order): each chunk read in order without the clauses, then its
+    pks checked against them in one query (one statement can not stop after a number of rows read:
+    SQLite would materialize the whole budget). It gives up as soon as the rate of matches so far says
+    the page would not fill within the budget (none in the first chunk, or too few), so a clause too
+    selective to walk for costs one chunk; `give_up=False` reads on to the budget (a search already
+    known to be broad)."""
     rows_: list[tuple] = []
     seen: set[int] = set()
     read = 0
     while read < budget:
-        chunk = _walk_rows(conn, walk, value, descending, [], after, WALK_CHUNK)
+        chunk = fetch(after, WALK_CHUNK)
         if not chunk:
             return None
         read += len(chunk)
@@ -226,9 +245,92 @@ def _walk_in_chunks(conn: sqlite3.Connection, walk: Sql, value: str, descending:
                 rows_.append(row)
         if len(rows_) > count:
             return rows_[:count], True
-        if not rows_ or read * (count + 1) > budget * len(rows_):
+        if give_up and (not rows_ or read * (count + 1) > budget * len(rows_)):
             return None  # at this rate the page would not fill within the budget: not worth reading on
     return None
+
+
+class _Unwalkable(Exception):
+    """The token walk met a code tied across more than TOKEN_SYSTEMS systems, or read TOKEN_SCAN rows
+    of resources sorted under another code: it leaves the page to the general query."""
+
+
+def _token_rows(conn: sqlite3.Connection, sp: int, descending: bool, after: tuple | None,
+                limit: int) -> list[tuple]:
+    """Rows (pk, code) of resources in token sort order after the keyset `after` (code, pk): by their
+    lowest code ascending (highest descending), then pk, at most `limit`.
+
+    The token index runs (sp, code, system, pk): within one code it is ordered by pk per system only.
+    So a code is read system by system (each system found by an index seek, each read in pk order),
+    and those runs are merged: a code shared by 500,000 resources costs one page's rows, not a sort of
+    the whole tie (which is what the general query's ORDER BY, and SQLite's own plan, do)."""
+    found: list[tuple] = []
+    scanned = [0]
+    code, last = after if after is not None else (_next_code(conn, sp, descending, None), None)
+    while code is not None and len(found) < limit:
+        need = limit - len(found)
+        tie = _tie(conn, sp, descending, code, last, need, scanned)
+        found += [(pk, code) for pk in tie]
+        if len(tie) == need:
+            break
+        code, last = _next_code(conn, sp, descending, code), None
+    return found
+
+
+def _next_code(conn: sqlite3.Connection, sp: int, descending: bool, code: str | None) -> str | None:
+    """The code after `code` in walk order (the first one for None), by one index seek."""
+    aggregate, compare = ("max", "<") if descending else ("min", ">")
+    bound = "" if code is None else f" AND code {compare} ?"
+    row = conn.execute(f"SELECT {aggregate}(code) FROM idx_token WHERE sp = ? AND rep = 0{bound}",
+                       [sp] if code is None else [sp, code]).fetchone()
+    return row[0]
+
+
+def _tie(conn: sqlite3.Connection, sp: int, descending: bool, code: str, last: int | None, need: int,
+         scanned: list[int]) -> list[int]:
+    """The first `need` pks after `last` of the live resources whose sort value is `code`, ascending
+    (`scanned`: index rows read so far by this walk, a one-item counter)."""
+    systems: list[str] = []
+    while True:
+        bound = "" if not systems else " AND system > ?"
+        row = conn.execute(f"SELECT min(system) FROM idx_token WHERE sp = ? AND code = ?{bound}",
+                           [sp, code, *systems[-1:]]).fetchone()
+        if row[0] is None:
+            break
+        systems.append(row[0])
+        if len(systems) > TOKEN_SYSTEMS:
+            raise _Unwalkable
+    runs = [_run(conn, sp, descending, code, system, last, need, scanned) for system in systems]
+    merged = runs[0] if len(runs) == 1 else list(dict.fromkeys(heapq.merge(*runs)))
+    return merged[:need]
+
+
+def _run(conn: sqlite3.Connection, sp: int, descending: bool, code: str, system: str, last: int | None,
+         need: int, scanned: list[int]) -> list[int]:
+    """Up to `need` pks after `last` with (code, system) whose resource sorts under `code`, ascending:
+    index rows read `need` at a time, each batch kept to the live resources whose lowest (highest) code
+    this is."""
+    aggregate = "max" if descending else "min"
+    kept: list[int] = []
+    while len(kept) < need:
+        batch = [row[0] for row in conn.execute(
+            "SELECT pk FROM idx_token WHERE sp = ? AND code = ? AND system = ? AND rep = 0"
+            + ("" if last is None else " AND pk > ?") + " ORDER BY pk LIMIT ?",
+            [sp, code, system, *([] if last is None else [last]), need])]
+        if not batch:
+            break
+        scanned[0] += len(batch)
+        if scanned[0] > TOKEN_SCAN:
+            raise _Unwalkable
+        marks = ",".join("?" * len(batch))
+        sorted_here = {row[0] for row in conn.execute(
+            f"SELECT v.pk FROM idx_token v JOIN resources r ON r.pk = v.pk WHERE v.pk IN ({marks}) AND v.sp = ? "
+            f"AND v.rep = 0 AND r.deleted = 0 GROUP BY v.pk HAVING {aggregate}(v.code) = ?", [*batch, sp, code])}
+        kept += [pk for pk in batch if pk in sorted_here]
+        last = batch[-1]
+        if len(batch) < need:
+            break
+    return kept[:need]
 
 
 def _page(
