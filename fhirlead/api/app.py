@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from fhirlead.api.cors import ApiCors
+from fhirlead.api.direct import FhirApp
 from fhirlead.api.dispatch import dispatch, route_target
 from fhirlead.api.messages import FORM, FhirRequest
 from fhirlead.api.openapi import openapi_bytes
@@ -227,8 +228,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
 
     # FastAPI's own /openapi.json would describe none of the FHIR API, and its /docs loads assets from a
     # CDN: the FHIR API's document is generated from the CapabilityStatement instead.
-    app = FastAPI(title="fhirlead", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None,
-                  redoc_url=None)
+    app = FhirApp(fhir_prefix=FHIR_PREFIX, fhir_endpoint=fhir_endpoint, title="fhirlead", version="0.1.0",
+                  lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.add_middleware(ApiCors)
     # FHIR routes first (the specific ones before the catch-all): a FHIR request is matched against
     # them before the few other routes, none of which is under /fhir.

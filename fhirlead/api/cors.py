@@ -11,6 +11,8 @@ from __future__ import annotations
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhirlead.api.direct import route_path
+
 CROSS_ORIGIN_PATHS = ("/fhir", "/auth/token", "/auth/revoke", "/auth/introspect", "/auth/jwks", "/auth/launch")
 ALLOWED_HEADERS = ["authorization", "content-type", "accept", "if-match", "if-none-match", "if-none-exist",
                    "if-modified-since", "prefer", "x-request-id"]
@@ -29,7 +31,7 @@ class ApiCors:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
+        path = route_path(scope) if scope["type"] == "http" else ""  # behind a proxy's root path too
         if path.startswith(CROSS_ORIGIN_PATHS):
             await self.cors(scope, receive, send)
         else:
