@@ -8,7 +8,10 @@ found once (the function is looked up on it per request, so it can be replaced, 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
+import random
 from collections.abc import Awaitable, Callable
 from functools import cache
 from types import ModuleType
@@ -18,8 +21,10 @@ from fhirlead.api.messages import FhirRequest, FhirResponse
 from fhirlead.definitions import resource_types
 from fhirlead.errors import FhirError, Issue, not_found
 from fhirlead.server import Server
+from fhirlead.storage.port import StoreBusy
 
 Handler = Callable[..., Awaitable[FhirResponse]]
+log = logging.getLogger(__name__)
 
 # path shape -> {method: "module:function"}
 SYSTEM = {"GET": "search_system:handle", "POST": "bundle:handle"}
@@ -35,6 +40,10 @@ INSTANCE_HISTORY = {"GET": "history:handle_instance"}
 VERSION = {"GET": "vread:handle"}
 COMPARTMENT = {"GET": "search_compartment:handle"}
 OPERATION = {"GET": "operation:handle", "POST": "operation:handle"}
+# the writes whose whole effect is one unit of work, and the pauses (seconds) before running them again
+REPEATABLE = frozenset({"create:handle", "update:handle", "update:handle_conditional", "patch:handle",
+                        "patch:handle_conditional", "delete:handle", "delete:handle_conditional", "bundle:handle"})
+REPEAT_PAUSES = (0.02, 0.1)
 
 
 @cache
@@ -103,8 +112,26 @@ def route_target(method: str, segments: list[str]) -> tuple[str, list[Any]]:
 
 
 async def dispatch(server: Server, request: FhirRequest, segments: list[str]) -> FhirResponse:
-    """Run the interaction, after the caller's access token was checked for it (when authorization is on)."""
+    """Run the interaction, after the caller's access token was checked for it (when authorization is on).
+
+    A RESTful write (create, update, patch, delete, batch or transaction) whose unit of work lost a race
+    with a concurrent transaction (MongoDB's TransientTransactionError, or a duplicate key on a create)
+    was rolled back with nothing written: it is run again from the request's bytes, twice at most after
+    a short random pause, as the MongoDB driver's `with_transaction` re-runs a transaction's body; then
+    the client gets the 503 (or 409) to repeat it. A commit whose outcome is unknown is never re-run.
+    Operations are not re-run: some write outside their unit of work."""
     target, arguments = route_target(request.method, segments)
     if request.access is not None:
         await request.access.authorize(target, arguments, request)
-    return await _handler(target)(server, request, *arguments)
+    if target not in REPEATABLE:
+        return await _handler(target)(server, request, *arguments)
+    for pause in (*REPEAT_PAUSES, None):
+        try:
+            return await _handler(target)(server, request, *arguments)
+        except StoreBusy as busy:
+            if pause is None or not busy.written_nothing:
+                raise
+            log.info("a %s lost a race with a concurrent write and is run again", target.split(":")[0])
+            request._parsed = None  # parsed again: an attempt may have rewritten its Bundle in place
+            await asyncio.sleep(pause * (0.5 + random.random()))
+    raise AssertionError("unreachable")

@@ -84,9 +84,13 @@ class VersionConflict(StoreError):
 class StoreBusy(StoreError, FhirError):
     """A write lost a race with a concurrent transaction, or its commit's outcome stayed unknown: the
     request may succeed when repeated. Also a FhirError, so the HTTP layer answers it as it is (503
-    with Retry-After, or 409) and never as an internal error."""
+    with Retry-After, or 409) and never as an internal error. `written_nothing`: the unit of work was
+    rolled back, so the server may run the interaction again itself (`fhirlead.api.dispatch`); False
+    when the commit's outcome is unknown."""
 
-    def __init__(self, diagnostics: str, status: int = 503, retry_after: int = 1) -> None:
+    def __init__(self, diagnostics: str, status: int = 503, retry_after: int = 1,
+                 written_nothing: bool = True) -> None:
+        self.written_nothing = written_nothing
         transient = status == 503
         FhirError.__init__(self, status, [Issue("transient" if transient else "conflict", diagnostics)],
                            {"Retry-After": str(retry_after)} if transient else {})

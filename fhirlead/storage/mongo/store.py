@@ -16,7 +16,9 @@ Transient failures never reach a client as an internal error: a commit whose out
 (`UnknownTransactionCommitResult`) is retried, as the driver recommends; a transaction MongoDB aborted
 (`TransientTransactionError`, e.g. a write conflict with another process) cannot be re-run from here,
 since its body is the caller's code, so it ends in StoreBusy (503 with Retry-After) with nothing
-written; a lost race on creating the same resource (a duplicate key) in StoreBusy as a 409.
+written; a lost race on creating the same resource (a duplicate key) in StoreBusy as a 409. The HTTP
+layer runs a RESTful write that ended so (nothing written) again, twice at most (`fhirlead.api.dispatch`),
+as the driver's `with_transaction` would re-run a transaction's body.
 
 Records (`fhirlead.storage.records`) are single-document conditional writes outside any session (see
 `records`), so they need no transactions and work on a standalone server too.
@@ -448,7 +450,7 @@ async def _commit(session: Any) -> None:
                     log.warning("commit outcome unknown (%s); committing again", type(error).__name__)
                     await asyncio.sleep(delay)
                     continue
-                raise StoreBusy(UNKNOWN) from error
+                raise StoreBusy(UNKNOWN, written_nothing=False) from error
             if error.has_error_label(TRANSIENT):
                 raise StoreBusy(ABORTED) from error
             raise
