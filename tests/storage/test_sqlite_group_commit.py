@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,3 +148,24 @@ async def test_a_unit_cancelled_while_the_writer_thread_works_for_it_leaves_noth
         assert other.execute("SELECT count(*) FROM group_members").fetchone() == (0,)
         assert other.execute("SELECT count(*) FROM idx_reference WHERE rep < 0").fetchone() == (0,)
     assert await store.read("Group", "big") is None
+
+
+async def test_a_call_cancelled_before_it_started_does_not_free_the_writer_connection(store: SqliteStore) -> None:
+    """The writer thread holds its connection until every call handed to it is done: a later call
+    cancelled while still queued (done at once) must not let the event loop use the connection under a
+    call the thread is running."""
+    async with store.unit_of_work() as uow:
+        first = patient("first")
+        await uow.write("Patient", "first", first, EXTRACTOR.extract(first), "PUT")  # the transaction is open
+        release = threading.Event()
+        running = asyncio.create_task(store._on_writer(lambda conn: release.wait(10)))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(store._on_writer(lambda conn: None))
+        await asyncio.sleep(0)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert store._in_open_transaction() is None  # the thread still runs the first call
+        release.set()
+        await running
+        assert store._in_open_transaction() is not None

@@ -15,6 +15,7 @@ import dataclasses
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -53,7 +54,7 @@ class SqliteStore:
         self._connections: list[sqlite3.Connection] = []
         self._inline: sqlite3.Connection | None = None  # the event loop thread's own, for point reads
         self._writer_conn: sqlite3.Connection | None = None
-        self._writer_last: Future[Any] | None = None  # the last call handed to the writer thread
+        self._writer_calls: deque[Future[Any]] = deque()  # calls handed to the writer thread, oldest first
         self._inline_thread = 0
         self.records: SqliteRecords  # set by open(): its table exists only once the schema is migrated
 
@@ -98,10 +99,20 @@ class SqliteStore:
     async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
-        # the thread runs its calls in order: once the last is done, it holds none (a caller cancelled
-        # while its call runs does not make the connection free)
-        self._writer_last = future = self._writer.submit(lambda: work(self._local.conn))
+        # the thread runs its calls in order and holds the connection until every call handed to it is
+        # done: a caller cancelled while its call runs does not free it, and a call cancelled before it
+        # started (done at once) says nothing of the one running ahead of it
+        future = self._writer.submit(lambda: work(self._local.conn))
+        self._writer_busy()  # forget the calls already done
+        self._writer_calls.append(future)
         return await asyncio.wrap_future(future)
+
+    def _writer_busy(self) -> bool:
+        """Whether the writer thread still has a call in hand or queued."""
+        calls = self._writer_calls
+        while calls and calls[0].done():
+            calls.popleft()
+        return bool(calls)
 
     def _in_open_transaction(self) -> sqlite3.Connection | None:
         """The writer connection, when the caller may use it right here on the event loop: its write
@@ -111,8 +122,9 @@ class SqliteStore:
         the store's write lock, nothing else uses the connection meanwhile. BEGIN and COMMIT (the fsync)
         stay on the writer thread, and so does big work (see SqliteUnitOfWork._call)."""
         conn = self._writer_conn
-        busy = self._writer_last is not None and not self._writer_last.done()
-        if conn is None or busy or not conn.in_transaction or threading.get_ident() != self._inline_thread:
+        if conn is None or self._writer_busy() or not conn.in_transaction:
+            return None
+        if threading.get_ident() != self._inline_thread:
             return None
         return conn
 
