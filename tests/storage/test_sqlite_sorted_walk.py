@@ -84,6 +84,20 @@ async def all_pages(store: SqliteStore, params: list[tuple[str, str]]) -> list[s
                                                           ("_cursor", page.next_cursor)]).query
 
 
+def count_walks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, whether each page the search asked the walk for was answered by it."""
+    calls: list[bool] = []
+    original = sqlite_search._walk_sorted
+
+    def counted(*args: Any) -> Any:
+        found = original(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", counted)
+    return calls
+
+
 @pytest.mark.parametrize("params", [
     [("_sort", "-date")], [("_sort", "date")], [("_sort", "-_lastUpdated")], [("_sort", "_lastUpdated")],
     [("date", "ge2026-03-01"), ("_sort", "-date")], [("status", "final"), ("_sort", "date")],
@@ -99,15 +113,7 @@ async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, p
                                                            budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_search, "WALK_BUDGET", budget)
     walked = await all_pages(store, params)
-    calls: list[int] = []
-    original = sqlite_search._walk_sorted
-
-    def counted(*args: Any) -> Any:
-        found = original(*args)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr(sqlite_search, "_walk_sorted", counted)
+    calls = count_walks(monkeypatch)
     await all_pages(store, params)
     assert any(calls), "the walk answered no page: this case tests nothing"
     monkeypatch.setattr(sqlite_search, "_walk_sorted", lambda *args: None)
@@ -124,14 +130,6 @@ async def test_a_token_walk_over_its_limits_leaves_the_page_to_the_general_query
     params = [("_sort", "code")]
     expected = await all_pages(store, params)
     monkeypatch.setattr(sqlite_search, limit[0], limit[1])
-    calls: list[bool] = []
-    original = sqlite_search._walk_sorted
-
-    def counted(*args: Any) -> Any:
-        found = original(*args)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr(sqlite_search, "_walk_sorted", counted)
+    calls = count_walks(monkeypatch)
     assert await all_pages(store, params) == expected
     assert calls and not all(calls)
