@@ -187,12 +187,15 @@ def plan_param(registry: SearchRegistry, type_: str, param: SearchParam) -> Para
 
 
 _COMPONENT_KEYS: dict[tuple[str, str, Any], int] = {}
+_COMPONENT_NUMBERS = itertools.count(1)  # next() and setdefault() are atomic: distinct keys on any thread
 
 
 def _component_key(kind: str, expression: str, base: Any) -> int:
     """A small integer per (kind, expression, base position): components with equal keys reach equal
     values from a node, so composites share them (hashing the position itself costs on every node)."""
-    return _COMPONENT_KEYS.setdefault((kind, expression, base), len(_COMPONENT_KEYS) + 1)
+    key = (kind, expression, base)
+    known = _COMPONENT_KEYS.get(key)
+    return known if known is not None else _COMPONENT_KEYS.setdefault(key, next(_COMPONENT_NUMBERS))
 
 
 def _keep_node(key: str, value: Any, out: IndexEntries) -> None:  # composite bases are not converted
