@@ -114,7 +114,7 @@ def route_target(method: str, segments: list[str]) -> tuple[str, list[Any]]:
 async def dispatch(server: Server, request: FhirRequest, segments: list[str]) -> FhirResponse:
     """Run the interaction, after the caller's access token was checked for it (when authorization is on).
 
-    A RESTful write (create, update, patch, delete, batch or transaction) whose unit of work lost a race
+    A RESTful write (create, update, patch, delete, transaction) whose unit of work lost a race
     with a concurrent transaction (MongoDB's TransientTransactionError, or a duplicate key on a create)
     was rolled back with nothing written: it is run again from the request's bytes, twice at most after
     a short random pause, as the MongoDB driver's `with_transaction` re-runs a transaction's body; then
@@ -129,9 +129,14 @@ async def dispatch(server: Server, request: FhirRequest, segments: list[str]) ->
         try:
             return await _handler(target)(server, request, *arguments)
         except StoreBusy as busy:
-            if pause is None or not busy.written_nothing:
-                raise
+            if pause is None or not busy.written_nothing or (target == "bundle:handle" and not _transaction(request)):
+                raise  # a batch's entries are units of their own: some may have been written
             log.info("a %s lost a race with a concurrent write and is run again", target.split(":")[0])
             request._parsed = None  # parsed again: an attempt may have rewritten its Bundle in place
             await asyncio.sleep(pause * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def _transaction(request: FhirRequest) -> bool:
+    parsed = request._parsed
+    return isinstance(parsed, dict) and parsed.get("type") == "transaction"
