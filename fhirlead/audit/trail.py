@@ -3,9 +3,11 @@
 Recording is a synchronous, non-blocking call (`rest`, `authorization`): the event is built and put
 on an in-memory asyncio queue; a background task writes what is queued in batches, in one unit of
 work per batch, through the store's own bulk write (`UnitOfWork.create_many`) with server-assigned
-ids. The queue is bounded: when it is full an event is handed to a write task of its own rather than
-dropped. A failed write is logged (counts and the error's class, never content) and retried once, event
-by event, so one bad event cannot lose its batch. Writing AuditEvents goes straight to the store, so it
+ids. When the queue is full (the writer cannot follow), an event waits beyond it, never dropped, and
+the drain moves what waits into the queue as room frees: still written in batches (a write per event
+cost the server more than the request itself, so the backlog would only grow). A failed write is
+logged (counts and the error's class, never content) and retried once, event by event, so one bad
+event cannot lose its batch. Writing AuditEvents goes straight to the store, so it
 is never itself audited. `stop()` writes everything still queued.
 """
 
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +34,7 @@ Pending = dict[str, Any] | Callable[[], dict[str, Any]]
 CAPACITY = 10_000
 BATCH = 500
 RETRY_DELAY = 0.05  # seconds before the one retry
+FULL_WARNING_SECONDS = 60.0  # a full queue is logged at most this often
 
 
 class AuditTrail:
@@ -44,7 +48,8 @@ class AuditTrail:
         self._batch = batch
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
-        self._overflow: set[asyncio.Task[None]] = set()
+        self._backlog: list[Pending] = []  # events recorded while the queue was full, oldest first
+        self._warned = -FULL_WARNING_SECONDS  # when the full queue was last logged (monotonic seconds)
         self.written = 0  # events stored so far
         self.lost = 0  # events that could not be stored after the retry
 
@@ -62,9 +67,7 @@ class AuditTrail:
     async def flush(self) -> None:
         """Return once every event recorded so far has been written (or given up on)."""
         if self._task is not None:
-            await self._queue.join()
-        while self._overflow:
-            await asyncio.gather(*list(self._overflow), return_exceptions=True)
+            await self._queue.join()  # the drain refills the queue from the backlog before it is done
 
     async def stop(self) -> None:
         """Write everything queued, then end the background writer (before the store closes)."""
@@ -164,12 +167,17 @@ class AuditTrail:
             log.error("the audit trail is not running: an audit event was not recorded")
             self.lost += 1
             return
+        if self._backlog:  # behind the ones already waiting, in order
+            self._backlog.append(event)
+            return
         try:
             self._queue.put_nowait(event)
-        except asyncio.QueueFull:  # never drop: this one is written by a task of its own
-            task = asyncio.get_running_loop().create_task(self._write([event]))
-            self._overflow.add(task)
-            task.add_done_callback(self._overflow.discard)
+        except asyncio.QueueFull:  # never drop: it waits beyond the queue
+            if time.monotonic() - self._warned > FULL_WARNING_SECONDS:
+                self._warned = time.monotonic()
+                log.warning("the audit queue is full (%d events): the audit writer cannot follow, events wait "
+                            "beyond the queue", self._queue.maxsize)
+            self._backlog.append(event)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -183,8 +191,17 @@ class AuditTrail:
             except Exception as error:  # _write handles its own failures; this is a last resort
                 log.error("audit writer failed on %d events (%s)", len(batch), type(error).__name__)
             finally:
+                self._refill()  # before task_done, so that flush() waits for the backlog too
                 for _ in batch:
                     self._queue.task_done()
+
+    def _refill(self) -> None:
+        """Move what waits beyond the queue into the room the last batch freed."""
+        room = self._queue.maxsize - self._queue.qsize()
+        if self._backlog and room > 0:
+            for event in self._backlog[:room]:
+                self._queue.put_nowait(event)
+            del self._backlog[:room]
 
     async def _write(self, events: list[Pending]) -> None:
         """Store `events` in one unit of work; on failure, retry once, each event on its own."""

@@ -383,7 +383,7 @@ class NoExtractor:
         return None
 
 
-async def test_a_failed_write_is_retried_and_the_queue_overflows_into_direct_writes(
+async def test_a_failed_write_is_retried_and_what_the_queue_cannot_hold_waits_for_its_batches(
         caplog: pytest.LogCaptureFixture) -> None:
     store = FlakyStore()
     trail = AuditTrail(store, NoExtractor(), capacity=2, batch=10)
@@ -394,6 +394,10 @@ async def test_a_failed_write_is_retried_and_the_queue_overflows_into_direct_wri
     assert len(store.written) == len(set(store.written)) == 6
     assert trail.written == 6 and trail.lost == 0
     assert "retrying once" in caplog.text and "user-" not in caplog.text
+    assert "audit queue is full" in caplog.text
+    # the first batch (2) failed and was retried event by event (2); the 4 beyond the queue went in
+    # batches of what the queue holds (2 writes), not one write each
+    assert store.attempts == 5
 
 
 async def test_stop_writes_what_is_queued(app: FastAPI, client: httpx.AsyncClient) -> None:
