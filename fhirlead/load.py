@@ -290,10 +290,14 @@ def units_of(path: Path) -> Iterator[Unit]:
 
 
 def kind_of(raw: bytes, where: str) -> str:
-    """"Bundle" or "file" (one resource). Parses the file, but keeps nothing of it: a 100,000-member
-    Group is then held once as bytes (for retries) and once parsed, while it is written."""
-    body = parse(raw, where)
-    return "Bundle" if isinstance(body, dict) and body.get("resourceType") == "Bundle" else "file"
+    """"Bundle" or "file" (one resource), from the top-level resourceType alone: nothing else of the file
+    is built (a 100,000-member Group is then held once as bytes, for retries, and once parsed, while it is
+    written; a Bundle is parsed once, by its unit). Text that is not JSON fails here, with parse's reason."""
+    try:
+        return "Bundle" if fhirjson.resource_type(raw) == "Bundle" else "file"
+    except fhirjson.JsonError:
+        parse(raw, where)  # raises the LoadError that says why
+        raise
 
 
 def ndjson_units(path: Path) -> Iterator[Unit]:

@@ -40,11 +40,21 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
     """The instance holds every element of the pattern, with the same value; for a repeating element,
     each pattern item is matched by some instance item."""
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(
-            key in value and matches_pattern(value[key], wanted) for key, wanted in pattern.items())
+        if not isinstance(value, dict):
+            return False
+        for key, wanted in pattern.items():  # noqa: SIM110 (loops, not all() over a generator: a hot path of slicing)
+            if key not in value or not matches_pattern(value[key], wanted):
+                return False
+        return True
     if isinstance(pattern, list):
         items = value if isinstance(value, list) else [value]
-        return all(any(matches_pattern(item, wanted) for item in items) for wanted in pattern)
+        for wanted in pattern:
+            for item in items:
+                if matches_pattern(item, wanted):
+                    break
+            else:
+                return False
+        return True
     return _same_primitive(value, pattern)
 
 
@@ -157,13 +167,15 @@ class ProfileRun:
         self._value_checks(value, type_code, rule, where)
         if not isinstance(value, dict):
             return
-        for child in rule.children.values():
+        for child in rule.live_children:
             self._element(value, child, where)
 
     def _element(self, node: dict[str, Any], rule: Rule, where: str) -> None:
         found = values_of(node, rule)
-        base = f"{where}.{rule.name[:-3] if rule.name.endswith('[x]') else rule.name}"
-        self._cardinality(len(found), rule, f"{where}.{found[0][0]}" if found else base, rule.id)
+        count = len(found)
+        if count < rule.min or (rule.max is not None and count > rule.max):
+            base = f"{where}.{rule.name[:-3] if rule.name.endswith('[x]') else rule.name}"
+            self._cardinality(count, rule, f"{where}.{found[0][0]}" if found else base, rule.id)
         for key, position, value, code in found:
             location = f"{where}.{key}" if position is None else f"{where}.{key}[{position}]"
             self._apply(value, code, rule, location)
@@ -177,9 +189,10 @@ class ProfileRun:
             self._issue(where, f"at most {rule.max} allowed, found {count}", rule)
 
     def _value_checks(self, value: Any, type_code: str | None, rule: Rule, where: str) -> None:
-        if rule.types is not None and type_code is not None and rule.type_slice is None:
+        if rule.types is not None and type_code is not None and rule.type_slice is None \
+                and rule.name.endswith("[x]"):
             allowed = rule.type_codes()
-            if type_code not in allowed and rule.name.endswith("[x]"):
+            if type_code not in allowed:
                 self._issue(where, f"type {type_code} is not allowed here; allowed: {', '.join(allowed)}", rule)
                 return
         if rule.fixed is not NOTHING and not equals_fixed(value, rule.fixed):

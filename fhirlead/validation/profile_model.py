@@ -68,6 +68,10 @@ class Rule:
     slices: list[Rule] = field(default_factory=list)
     resource: Static = ("res", None)  # %resource's static type, for its invariants
     by_type: dict[str, list[Check]] = field(default_factory=dict)  # a choice element's invariants per type
+    # set once the tree is complete (`settle`): whether checking this element can report anything, and
+    # the children for which it can (US Core's trees are mostly mustSupport flags, which ask nothing)
+    live: bool = True
+    live_children: list[Rule] = field(default_factory=list)
 
     def checks_for(self, type_code: str | None) -> list[Check]:
         """The invariants on a value of `type_code`: on a choice element each type gets its own compiled
@@ -91,6 +95,22 @@ class Rule:
         return [p for t in self.types or () for p in t.get("targetProfile", ())]
 
 
+def settle(rule: Rule) -> bool:
+    """Mark every rule of a finished tree live or not (`Rule.live`, `Rule.live_children`): a rule is
+    live when it constrains its element itself (cardinality, types of a choice, fixed, pattern, bounds,
+    lengths, binding, target or type profiles, invariants, slices) or has a live child."""
+    for chosen in rule.slices:
+        settle(chosen)
+    rule.live_children = [child for child in rule.children.values() if settle(child)]
+    rule.live = bool(
+        rule.live_children or rule.slices or rule.min > 0 or rule.max is not None
+        or (rule.types is not None and rule.name.endswith("[x]"))
+        or rule.fixed is not NOTHING or rule.pattern is not NOTHING or rule.bounds != (NOTHING, NOTHING)
+        or rule.lengths != (None, None) or rule.binding is not None or rule.constraints or rule.checks
+        or rule.target_profiles() or rule.type_profiles())
+    return rule.live
+
+
 @dataclass(slots=True)
 class CompiledProfile:
     url: str
@@ -101,6 +121,9 @@ class CompiledProfile:
     missing_base: str | None = None  # an ancestor the server does not hold (its rules are not checked)
     substituted: list[str] = field(default_factory=list)  # "url|asked -> version used"
     definition: dict[str, Any] = field(default_factory=dict)  # the profile's StructureDefinition
+
+    def __post_init__(self) -> None:
+        settle(self.root)  # the tree is complete: the walk (profile_check.py) visits only live rules
 
 
 _SEGMENT = re.compile(r"^([^:]+)(?::(.+))?$")

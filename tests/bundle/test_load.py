@@ -119,3 +119,23 @@ async def test_ndjson_loads_in_chunks_and_a_bad_line_is_named(settings: Settings
     assert report.counts == {"Patient": 1200}
     assert len(report.failures) == 1 and "bad.ndjson lines 1-10" in report.failures[0]
     assert await totals(settings, create_app, ["Patient", "Observation"]) == {"Patient": 1200, "Observation": 0}
+
+
+async def test_files_that_are_not_json_or_repeat_a_name_are_named_and_the_others_load(
+        settings: Settings, tmp_path: Path) -> None:
+    """A file's kind is read from its resourceType alone; a file that is not JSON, nests too deep or
+    repeats a property name is refused with the reason, and the rest of the load goes on."""
+    patient = {"resourceType": "Patient", "id": "single", "gender": "male"}
+    (tmp_path / "a-broken.json").write_bytes(b'{"resourceType": "Bundle", "type": "transaction", "entry": [')
+    (tmp_path / "b-repeated.json").write_bytes(b'{"resourceType": "Patient", "id": "x", "id": "y"}')
+    (tmp_path / "c-deep.json").write_bytes(b'{"resourceType": "Basic", "x": ' + b"[" * 300 + b"]" * 300 + b"}")
+    (tmp_path / "d-single.json").write_bytes(b"\xef\xbb\xbf" + orjson.dumps(patient))
+    (tmp_path / "e-bundle.json").write_bytes(orjson.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": f"b{n}"}} for n in range(3)]}))
+    report = await load_files(settings, sorted(tmp_path.glob("*.json")))
+    assert report.counts == {"Patient": 4}
+    assert [failure.split(": ", 1)[0].rsplit("/", 1)[-1] for failure in report.failures] == [
+        "a-broken.json", "b-repeated.json", "c-deep.json"]
+    assert "not valid JSON" in report.failures[0]
+    assert "repeats the property name 'id'" in report.failures[1]
+    assert "nests objects and arrays more than" in report.failures[2]

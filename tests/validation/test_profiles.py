@@ -311,3 +311,30 @@ def test_value_bounds_and_lengths() -> None:
     assert problems(valueQuantity={"value": 301.5, **kg}) == ["Observation.valueQuantity"]
     assert problems(issued="2031-06-01T00:00:00Z") == ["Observation.issued"]
     assert problems(id="ab") == problems(id="abcdefghi") == ["Observation.id"]
+
+
+def test_a_rule_deep_under_elements_that_only_ask_must_support() -> None:
+    """Elements a profile only flags mustSupport ask nothing of an instance and are not walked; a rule
+    below them (Patient.contact.name.family 1..1, the ancestors mustSupport only) still is."""
+    from fhirlead.validation.conformance import Conformance
+
+    url = "http://example.org/contact-family"
+    deep = constraint_profile(url, "Patient", [
+        {"id": "Patient.contact", "path": "Patient.contact", "mustSupport": True},
+        {"id": "Patient.contact.name", "path": "Patient.contact.name", "mustSupport": True},
+        {"id": "Patient.contact.name.family", "path": "Patient.contact.name.family", "min": 1},
+        {"id": "Patient.contact.telecom", "path": "Patient.contact.telecom", "mustSupport": True},
+        {"id": "Patient.contact.telecom.use", "path": "Patient.contact.telecom.use", "mustSupport": True}])
+    profiles = Profiles(Conformance([deep]))
+    root = profiles.compiled(url).root  # type: ignore[union-attr]
+    contact = root.children["contact"]
+    assert root.live_children == [contact] and contact.live_children == [contact.children["name"]]
+    assert not contact.children["telecom"].live
+
+    def problems(*contacts: dict[str, Any]) -> list[str]:
+        return [i.expression[0] for i in profiles.check({"resourceType": "Patient", "contact": list(contacts)}, [url])
+                if i.severity == "error"]
+
+    phone = {"system": "phone", "value": "1", "use": "home"}
+    assert problems({"name": {"family": "Chalmers"}, "telecom": [phone]}) == []
+    assert problems({"name": {"family": "Chalmers"}}, {"name": {"given": ["J"]}}) == ["Patient.contact[1].name.family"]
