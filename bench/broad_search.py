@@ -32,6 +32,9 @@ QUERIES = [
     "Patient?gender=female&_sort=-family",
     "Observation?status=final&_sort=code",
     "Observation?date=lt2022-01-01&_sort=-date",
+    "Observation?date=ge2020-01-01&_sort=date",
+    "Observation?date=lt2015-03-01&_sort=-date",
+    "Observation?date=lt2015-03-01,ge2024-11-01&_sort=-date",
     "Observation?_sort=code",
     "Observation?_sort=-status",
 ]

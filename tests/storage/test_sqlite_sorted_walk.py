@@ -7,7 +7,9 @@ call everything broad here."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from fhirlead.search.parse import parse_search
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.storage.sqlite import SqliteStore, search_sql
 from fhirlead.storage.sqlite import search as sqlite_search
+from fhirlead.storage.sqlite.index import param_id, single_valued
 
 REGISTRY = SearchRegistry.default()
 EXTRACTOR = Extractor(REGISTRY)
@@ -45,6 +48,7 @@ def observation(number: int, rng: random.Random) -> dict[str, Any]:
 @pytest.fixture
 async def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SqliteStore]:
     monkeypatch.setattr(search_sql, "PROBE_LIMITS", (2, 3, 4))  # every clause is "broad"
+    monkeypatch.setattr(sqlite_search, "ROW_CLAUSE_PROBE", 3)
     opened = SqliteStore(str(tmp_path / "walk.db"))
     await opened.open()
     rng = random.Random(7)
@@ -107,6 +111,15 @@ def count_walks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     [("_sort", "family")], [("_sort", "-family")], [("gender", "female"), ("_sort", "family")],
     [("_sort", "code")], [("_sort", "-code")], [("_sort", "status")], [("_sort", "-status")],
     [("status", "final"), ("_sort", "-code")], [("code", "http://loinc.org|b"), ("_sort", "status")],
+    # clauses on the sorted date itself: read on the walked rows (one date per Observation), or per
+    # resource (several per Goal)
+    [("date", "lt2026-04-01"), ("_sort", "-date")], [("date", "ge2026-05-01"), ("_sort", "date")],
+    [("date", "le2026-03-03"), ("date", "gt2026-02"), ("_sort", "-date")],
+    [("date", "lt2026-02,gt2026-07"), ("status", "final"), ("_sort", "-date")],
+    [("date", "eb2026-05-01"), ("_sort", "-date")], [("date", "sa2026-02-01"), ("_sort", "date")],
+    [("date", "ne2026-03-03"), ("_sort", "-date")],
+    [("target-date", "lt2026-05-01"), ("_sort", "-target-date")],
+    [("target-date", "ge2026-04"), ("_sort", "target-date")],
 ])
 @pytest.mark.parametrize("budget", [5_000, 9])  # 9: the walk tried before the race often stops short
 async def test_the_walk_pages_exactly_as_the_general_query(store: SqliteStore, params: list[tuple[str, str]],
@@ -133,3 +146,56 @@ async def test_a_token_walk_over_its_limits_leaves_the_page_to_the_general_query
     calls = count_walks(monkeypatch)
     assert await all_pages(store, params) == expected
     assert calls and not all(calls)
+
+
+async def test_a_date_given_several_values_for_one_resource_sorts_by_its_highest_under_a_clause(
+        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Observation.date has one value per Observation here, so its clauses are read on the walked rows,
+    until an Observation with a Timing of two events (one before the bound, one after) is written: from
+    then on each resource is placed by its highest date and matched by any of them, as by the general query."""
+    sp = param_id("Observation", "date")
+    params = [("date", "lt2026-02-01"), ("_sort", "-date")]
+    assert await store._on_reader(lambda conn: single_valued(conn, sp))
+    timed = {"resourceType": "Observation", "id": "timed", "status": "final", "code": {"text": "x"},
+             "effectiveTiming": {"event": ["2026-01-05", "2026-11-20"]}}
+    async with store.unit_of_work() as uow:
+        await uow.write("Observation", "timed", timed, EXTRACTOR.extract(timed), "PUT")
+    assert not await store._on_reader(lambda conn: single_valued(conn, sp))
+    calls = count_walks(monkeypatch)
+    walked = await all_pages(store, params)
+    assert any(calls)
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", lambda *args: None)
+    assert walked == await all_pages(store, params)
+    assert walked[0] == "timed"  # 2026-11-20, the highest date of every match
+
+
+async def test_a_narrow_clause_on_the_sorted_date_is_left_to_the_general_query(
+        store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = [("date", "lt2026-04-01"), ("_sort", "-date")]
+    expected = await all_pages(store, params)
+    monkeypatch.setattr(sqlite_search, "ROW_CLAUSE_PROBE", 1_000)
+    calls = count_walks(monkeypatch)
+    assert await all_pages(store, params) == expected
+    assert calls and not any(calls)
+
+
+async def test_a_version_3_store_learns_its_dates_with_several_values(tmp_path: Path) -> None:
+    """Opening a store written before `multi_valued` existed finds the parameters from its index rows."""
+    path = str(tmp_path / "v3.db")
+    old = SqliteStore(path)
+    await old.open()
+    goal = {"resourceType": "Goal", "id": "g", "lifecycleStatus": "active", "description": {"text": "x"},
+            "subject": {"reference": "Patient/p"}, "target": [{"dueDate": "2026-01-01"}, {"dueDate": "2026-02-01"}]}
+    async with old.unit_of_work() as uow:
+        await uow.write("Goal", "g", goal, EXTRACTOR.extract(goal), "PUT")
+    await old.close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.execute("DROP TABLE multi_valued")
+        conn.execute("PRAGMA user_version=3")
+    upgraded = SqliteStore(path)
+    await upgraded.open()
+    try:
+        assert not await upgraded._on_reader(lambda conn: single_valued(conn, param_id("Goal", "target-date")))
+        assert await upgraded._on_reader(lambda conn: single_valued(conn, param_id("Goal", "lifecycle-status")))
+    finally:
+        await upgraded.close()

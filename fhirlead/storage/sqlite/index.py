@@ -9,6 +9,12 @@ components come from the same repetition.
 Tables are WITHOUT ROWID with the primary key starting (pk, sp): deleting a resource's rows and
 checking "does resource pk have a value like this" are prefix seeks. A second index starting with
 (sp, value) finds the resources having a value. Index rows exist only for current, live versions.
+
+`multi_valued` lists the date parameters for which some resource was ever given several values
+(several rows with rep 0: a Timing's events, a parameter over several elements). For the others a
+resource's one row is its value, for sorting and for a clause alike, which lets a sorted search walk
+only the rows that meet its date clause (sqlite/search.py). Written in the same transaction as the rows;
+never cleared (a parameter once seen with several values is treated so for good).
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ EXTRA_INDEXES = (
     # _lastUpdated filters and sorts, and type-wide listing, without reading the table.
     "CREATE INDEX IF NOT EXISTS resources_by_updated ON resources (type, deleted, updated_us)",
 )
+
+
+MULTI_VALUED = "CREATE TABLE IF NOT EXISTS multi_valued (sp INTEGER PRIMARY KEY) WITHOUT ROWID"
+# an existing store's date parameters with several values for one resource (schema version 4)
+FIND_MULTI_VALUED = ("INSERT OR IGNORE INTO multi_valued SELECT DISTINCT sp FROM "
+                     "(SELECT sp FROM idx_date WHERE rep = 0 GROUP BY pk, sp HAVING count(*) > 1)")
 
 
 def table(kind: str) -> str:
@@ -69,6 +81,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_by_member ON {name} (pk, rep) WHERE rep < 0")
     for statement in EXTRA_INDEXES:
         conn.execute(statement)
+    conn.execute(MULTI_VALUED)
 
 
 _DELETES = tuple(f"DELETE FROM {table(kind)} WHERE pk = ?" for kind in TABLES)
@@ -122,7 +135,27 @@ def replace(conn: sqlite3.Connection, pk: int, type_: str, entries: IndexEntries
 
 
 def insert(conn: sqlite3.Connection, rows_by_kind: dict[str, list[tuple]]) -> None:
-    """Insert index rows, one statement per table."""
+    """Insert index rows, one statement per table; note the date parameters given several values."""
     for kind, values in rows_by_kind.items():
         if values:
             conn.executemany(_INSERTS[kind], values)
+    several = _several_values(rows_by_kind.get("date", ()))
+    if several:
+        conn.executemany("INSERT OR IGNORE INTO multi_valued VALUES (?)", [(sp,) for sp in several])
+
+
+def _several_values(date_rows: list[tuple] | tuple) -> set[int]:
+    """The parameters (sp) of `date_rows` (pk, sp, lo, hi, rep) with two rows of rep 0 for one resource."""
+    seen: set[tuple[int, int]] = set()
+    several: set[int] = set()
+    for pk, sp, _lo, _hi, rep in date_rows:
+        if rep == 0:
+            if (pk, sp) in seen:
+                several.add(sp)
+            seen.add((pk, sp))
+    return several
+
+
+def single_valued(conn: sqlite3.Connection, sp: int) -> bool:
+    """Whether no resource was ever given several values of date parameter `sp` (see `multi_valued`)."""
+    return conn.execute("SELECT 1 FROM multi_valued WHERE sp = ?", (sp,)).fetchone() is None

@@ -15,7 +15,7 @@ import sqlite3
 
 from fhirlead.storage.sqlite import index, members
 
-SCHEMA_VERSION = 3  # 2: the records table; 3: group_members
+SCHEMA_VERSION = 4  # 2: the records table; 3: group_members; 4: multi_valued (sqlite/index.py)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -87,6 +87,8 @@ def migrate(conn: sqlite3.Connection) -> None:
         for statement in members.TABLE.split(";"):
             conn.execute(statement)
         index.create_schema(conn)
+        if found < 4:
+            conn.execute(index.FIND_MULTI_VALUED)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from fhirlead.search import cursor as cursors
-from fhirlead.search.query import Include, SearchQuery, SortKey
+from fhirlead.search.query import Clause, Include, RangeMatch, SearchQuery, SortKey
 from fhirlead.search.types.quantity import CANONICAL
 from fhirlead.storage.port import SearchPage
 from fhirlead.storage.sqlite import rows
-from fhirlead.storage.sqlite.index import param_id, table
+from fhirlead.storage.sqlite.index import param_id, single_valued, table
 from fhirlead.storage.sqlite.search_sql import Compiler, Sql
 
 CHUNK = 500
@@ -33,6 +33,10 @@ WALKED_KINDS = ("date", "string", "uri", "token")
 TOKEN_WALK_LIMIT = 50_000  # index rows a token walk reads for a broad search before the general query
 TOKEN_SYSTEMS = 32  # systems of one code a token walk merges; more: the general query
 TOKEN_SCAN = 20_000  # index rows one step of a token walk reads (rejected ones too) before it gives up
+# a date clause read on the walked rows must match at least this many resources: under it, sorting its
+# matches costs less than the walk's reading past the rows it leaves out (at most one per resource, ~60 ns
+# each: `date=lt2015-03-01&_sort=-date`, 10,000 of 600,000 Observations, walked in 36 ms, sorted in 27)
+ROW_CLAUSE_PROBE = 16_000
 _TEXT_HIGH = "\U0010ffff\U0010ffff"
 _INT_HIGH, _INT_LOW = 2**63 - 1, -(2**63)
 
@@ -131,22 +135,31 @@ def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuer
     key = query.sort[0]
     if key.kind not in WALKED_KINDS and key.key != "_lastUpdated":
         return None
+    # a date parameter with one value per resource: its row is the resource's sort value, and meets a
+    # clause on the parameter or not by itself, so such clauses are read on the walked rows (from the
+    # index alone) instead of per resource (`date=lt2022&_sort=-date` at 1,000,000 resources: 526 ms -> 11 ms)
+    single = key.kind == "date" and single_valued(conn, param_id(query.types[0], key.key))
+    on_rows = _row_clauses(query.where, key) if single else []
     if query.where:
         if compiler.first_is_selective(query.types, query.where):
             return None
-        walked = _walk(conn, compiler, query, position, WALK_BUDGET)
+        for clause in on_rows:  # a narrow one: sorting its matches beats walking past the rows it leaves out
+            if compiler.probe(_drive(compiler, clause, query.types), ROW_CLAUSE_PROBE) < ROW_CLAUSE_PROBE:
+                return None
+        walked = _walk(conn, compiler, query, position, WALK_BUDGET, single, on_rows)
         if walked is not None:
             return walked
         driver, broad = compiler.choose_driver(query.types, query.where)
         if driver is not None and not broad:
             return None
-    return _walk(conn, compiler, query, position, None)
+    return _walk(conn, compiler, query, position, None, single, on_rows)
 
 
 def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, position: cursors.Cursor | None,
-          budget: int | None) -> tuple[list[tuple], bool] | None:
+          budget: int | None, single: bool, on_rows: list[Clause]) -> tuple[list[tuple], bool] | None:
     """The walk of `_walk_sorted` (`budget`: over at most that many index rows), or None when it did not
-    fill the page."""
+    fill the page. `single`: the sorted date has one value per resource; `on_rows`: clauses read on the
+    walked rows."""
     key, type_ = query.sort[0], query.types[0]
     if key.key == "_lastUpdated":
         value, source, missing = "r.updated_us", "resources r", None
@@ -158,14 +171,22 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
         value, source = f"s.{column}", f"{values} s JOIN resources r ON r.pk = s.pk"
         missing = sentinels[1 if key.descending else 0]
         sp = param_id(type_, key.key)
-        conditions = ["s.sp = ?", "s.rep = 0", "r.deleted = 0", "r.type = ?",
-                      f"s.{column} = (SELECT {aggregate}(v.{column}) FROM {values} v "
-                      "WHERE v.pk = s.pk AND v.sp = ? AND v.rep = 0)"]
-        params = [sp, type_, sp]
+        conditions, params = ["s.sp = ?", "s.rep = 0", "r.deleted = 0", "r.type = ?"], [sp, type_]
+        if single:  # the row is the resource's value: the index in sort order, with the clauses on it
+            source = f"{values} s INDEXED BY {'idx_date_hi' if key.descending else 'idx_date_by_value'} " \
+                     "JOIN resources r ON r.pk = s.pk"
+            for clause in on_rows:
+                row = _row_condition(compiler, clause, query.types)
+                conditions.append(row.text)
+                params += row.params
+        else:
+            conditions.append(f"s.{column} = (SELECT {aggregate}(v.{column}) FROM {values} v "
+                              "WHERE v.pk = s.pk AND v.sp = ? AND v.rep = 0)")
+            params.append(sp)
     after = position.keys if position is not None else None
     if after is not None and after[0] == missing:
         return None
-    checks = [compiler.clause_check(clause, query.types, "r") for clause in query.where]
+    checks = [compiler.clause_check(clause, query.types, "r") for clause in query.where if clause not in on_rows]
     if key.kind == "token":
         def fetch(after: tuple | None, limit: int) -> list[tuple]:
             return _token_rows(conn, param_id(type_, key.key), key.descending, after, limit)
@@ -192,6 +213,37 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
     if len(rows_) < query.count + 1:
         return None
     return rows_[: query.count], True
+
+
+def _drive(compiler: Compiler, clause: Clause, types: Sequence[str]) -> Sql:
+    driver = compiler.clause_drive(clause, types)
+    assert driver is not None  # a date comparison drives from its index table
+    return driver
+
+
+# date prefixes that leave out the first rows of a walk (descending: the latest dates; ascending: the
+# earliest): a clause of only these, on the sorted parameter, is read on the walked rows. The others
+# match the first rows and cost nothing checked per resource.
+_LEAVES_OUT_FIRST = {True: ("lt", "le", "eb", "eq", "ap"), False: ("gt", "ge", "sa", "eq", "ap")}
+
+
+def _row_clauses(where: Sequence[Clause], key: SortKey) -> list[Clause]:
+    """The clauses that compare the sorted date parameter's dates alone and leave out the first rows of
+    the walk (`date=lt2022` sorted by -date, `date=ge2020,eq2010` by date)."""
+    prefixes = _LEAVES_OUT_FIRST[key.descending]
+    return [clause for clause in where if not clause.negate and all(
+        isinstance(p, RangeMatch) and p.kind == "date" and p.key == key.key and p.prefix in prefixes
+        for p in clause.any_of)]
+
+
+def _row_condition(compiler: Compiler, clause: Clause, types: Sequence[str]) -> Sql:
+    """A date clause as a condition on the walked index row `s`."""
+    parts = []
+    for p in clause.any_of:
+        found = compiler.value_condition(p, types, "s")
+        assert found is not None  # a date comparison is answered by its index table
+        parts.append(found[1])
+    return Sql("(" + " OR ".join(f"({part.text})" for part in parts) + ")", [x for part in parts for x in part.params])
 
 
 def _walk_rows(conn: sqlite3.Connection, walk: Sql, value: str, descending: bool, checks: list[Sql],
