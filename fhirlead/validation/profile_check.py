@@ -213,10 +213,11 @@ class ProfileRun:
                             code="value")
         if rule.binding is not None and self.terminology is not None:
             self._binding(value, type_code, rule, where)
-        if type_code == "Reference" and isinstance(value, dict) and rule.target_profiles():
-            self._reference(value, rule, where)
-        if type_code != "Extension" and rule.type_profiles():
-            self._type_profiles(value, rule.type_profiles(), where)
+        if rule.types is not None:  # the profile's own type list: target and type profiles
+            if type_code == "Reference" and isinstance(value, dict) and rule.target_profiles():
+                self._reference(value, rule, where)
+            if type_code != "Extension" and rule.type_profiles():
+                self._type_profiles(value, rule.type_profiles(), where)
         assert self.env is not None
         for check in rule.checks_for(type_code):
             try:
