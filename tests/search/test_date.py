@@ -86,6 +86,18 @@ async def test_date_prefixes(dated: httpx.AsyncClient) -> None:
     await expect_matches(dated, "Observation?", CASES_TEST_DATE_PREFIXES)
 
 
+async def test_an_approximate_date_search_pages_through(dated: httpx.AsyncClient) -> None:
+    """`ap` widens by a distance from now: the next page (its cursor bound to the search's ranges) must
+    see the same ranges as the first, a moment later."""
+    found, url = [], "Observation?date=ap2020-03-15&_count=1"
+    while url:
+        response = await dated.get(url)
+        assert response.status_code == 200, response.text
+        found += [entry["resource"]["id"] for entry in response.json().get("entry", [])]
+        url = next((link["url"] for link in response.json()["link"] if link["relation"] == "next"), "")
+    assert sorted(found) == ["o1", "o2", "o3", "o5"]
+
+
 async def test_last_updated(dated: httpx.AsyncClient) -> None:
     everything = {f"o{n}" for n in range(1, 9)}
     assert await match_ids(dated, "Observation?_lastUpdated=gt2000") == everything

@@ -20,7 +20,7 @@ from fhirlead.search.parse import parse_search
 from fhirlead.search.registry import SearchRegistry
 from fhirlead.storage.sqlite import SqliteStore, search_sql
 from fhirlead.storage.sqlite import search as sqlite_search
-from fhirlead.storage.sqlite.index import param_id, single_valued
+from fhirlead.storage.sqlite.index import FOREVER, date_param, param_id
 
 REGISTRY = SearchRegistry.default()
 EXTRACTOR = Extractor(REGISTRY)
@@ -117,7 +117,14 @@ def count_walks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     [("date", "le2026-03-03"), ("date", "gt2026-02"), ("_sort", "-date")],
     [("date", "lt2026-02,gt2026-07"), ("status", "final"), ("_sort", "-date")],
     [("date", "eb2026-05-01"), ("_sort", "-date")], [("date", "sa2026-02-01"), ("_sort", "date")],
-    [("date", "ne2026-03-03"), ("_sort", "-date")],
+    [("date", "ne2026-03-03"), ("_sort", "-date")], [("date", "le2026-05"), ("_sort", "-date")],
+    [("date", "eq2026-03"), ("_sort", "-date")], [("date", "eq2026-03"), ("_sort", "date")],
+    [("date", "ap2026-04-12"), ("_sort", "-date")], [("date", "ap2026-04-12"), ("_sort", "date")],
+    [("date", "gt2026-04-15"), ("_sort", "date")], [("date", "ge2026-04-15,eb2026-02"), ("_sort", "date")],
+    [("date", "lt2026-06"), ("date", "le2026-04-20"), ("_sort", "-date")],
+    # bounds met exactly by the 2026-03-03 ties ([03-03, 03-04)): sa/eq ascending, eb/eq descending
+    [("date", "sa2026-03-02"), ("_sort", "date")], [("date", "eq2026-03-03"), ("_sort", "date")],
+    [("date", "eb2026-03-04"), ("_sort", "-date")], [("date", "eq2026-03-03"), ("_sort", "-date")],
     [("target-date", "lt2026-05-01"), ("_sort", "-target-date")],
     [("target-date", "ge2026-04"), ("_sort", "target-date")],
 ])
@@ -155,12 +162,12 @@ async def test_a_date_given_several_values_for_one_resource_sorts_by_its_highest
     then on each resource is placed by its highest date and matched by any of them, as by the general query."""
     sp = param_id("Observation", "date")
     params = [("date", "lt2026-02-01"), ("_sort", "-date")]
-    assert await store._on_reader(lambda conn: single_valued(conn, sp))
+    assert not (await store._on_reader(lambda conn: date_param(conn, sp)))[0]
     timed = {"resourceType": "Observation", "id": "timed", "status": "final", "code": {"text": "x"},
              "effectiveTiming": {"event": ["2026-01-05", "2026-11-20"]}}
     async with store.unit_of_work() as uow:
         await uow.write("Observation", "timed", timed, EXTRACTOR.extract(timed), "PUT")
-    assert not await store._on_reader(lambda conn: single_valued(conn, sp))
+    assert (await store._on_reader(lambda conn: date_param(conn, sp)))[0]
     calls = count_walks(monkeypatch)
     walked = await all_pages(store, params)
     assert any(calls)
@@ -169,9 +176,21 @@ async def test_a_date_given_several_values_for_one_resource_sorts_by_its_highest
     assert walked[0] == "timed"  # 2026-11-20, the highest date of every match
 
 
-async def test_a_narrow_clause_on_the_sorted_date_is_left_to_the_general_query(
+async def test_a_narrow_clause_is_walked_from_its_bound_or_else_left_to_the_general_query(
         store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a bound on where its rows are, a narrow clause on the sorted date is walked from there; once an
+    open Period leaves no bound, a clause matching under ROW_CLAUSE_PROBE resources goes to the general query."""
     params = [("date", "lt2026-04-01"), ("_sort", "-date")]
+    expected = await all_pages(store, params)
+    monkeypatch.setattr(sqlite_search, "ROW_CLAUSE_PROBE", 1_000)
+    calls = count_walks(monkeypatch)
+    assert await all_pages(store, params) == expected and any(calls)
+    monkeypatch.undo()
+    monkeypatch.setattr(search_sql, "PROBE_LIMITS", (2, 3, 4))
+    open_ended = {"resourceType": "Observation", "id": "open", "status": "final", "code": {"text": "x"},
+                  "effectivePeriod": {"start": "2026-05-01"}}
+    async with store.unit_of_work() as uow:
+        await uow.write("Observation", "open", open_ended, EXTRACTOR.extract(open_ended), "PUT")
     expected = await all_pages(store, params)
     monkeypatch.setattr(sqlite_search, "ROW_CLAUSE_PROBE", 1_000)
     calls = count_walks(monkeypatch)
@@ -179,23 +198,52 @@ async def test_a_narrow_clause_on_the_sorted_date_is_left_to_the_general_query(
     assert calls and not any(calls)
 
 
-async def test_a_version_3_store_learns_its_dates_with_several_values(tmp_path: Path) -> None:
-    """Opening a store written before `multi_valued` existed finds the parameters from its index rows."""
+async def test_the_widest_value_bounds_the_walk(store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk starts where a row meeting the clause can be: under `lt`'s bound plus the widest value
+    one Observation.date ever had. A later, wider Period moves that start, so it is still found."""
+    sp = param_id("Observation", "date")
+    several, span = await store._on_reader(lambda conn: date_param(conn, sp))
+    assert not several and 240 * 86_400_000_000 < span < 320 * 86_400_000_000  # the fixture's widest Period
+    params = [("date", "lt2026-02-01"), ("_sort", "-date")]
+    long = {"resourceType": "Observation", "id": "long", "status": "final", "code": {"text": "x"},
+            "effectivePeriod": {"start": "2025-12-01", "end": "2027-06-30"}}
+    async with store.unit_of_work() as uow:
+        await uow.write("Observation", "long", long, EXTRACTOR.extract(long), "PUT")
+    assert (await store._on_reader(lambda conn: date_param(conn, sp)))[1] > 570 * 86_400_000_000
+    calls = count_walks(monkeypatch)
+    walked = await all_pages(store, params)
+    assert any(calls) and walked[0] == "long"
+    monkeypatch.setattr(sqlite_search, "_walk_sorted", lambda *args: None)
+    assert walked == await all_pages(store, params)
+
+
+async def test_a_version_3_store_learns_its_date_parameters(tmp_path: Path) -> None:
+    """Opening a store written before `date_params` existed reads them from its index rows."""
     path = str(tmp_path / "v3.db")
     old = SqliteStore(path)
     await old.open()
     goal = {"resourceType": "Goal", "id": "g", "lifecycleStatus": "active", "description": {"text": "x"},
-            "subject": {"reference": "Patient/p"}, "target": [{"dueDate": "2026-01-01"}, {"dueDate": "2026-02-01"}]}
+            "subject": {"reference": "Patient/p"}, "target": [{"dueDate": "2026-01-01"}, {"dueDate": "2026-02-01"}],
+            "startDate": "2025-03"}
+    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"},
+                 "period": {"end": "2026-01-01"}}  # open at its start
     async with old.unit_of_work() as uow:
         await uow.write("Goal", "g", goal, EXTRACTOR.extract(goal), "PUT")
+        await uow.write("Encounter", "e", encounter, EXTRACTOR.extract(encounter), "PUT")
     await old.close()
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("DROP TABLE multi_valued")
+        conn.execute("DROP TABLE date_params")
         conn.execute("PRAGMA user_version=3")
     upgraded = SqliteStore(path)
     await upgraded.open()
     try:
-        assert not await upgraded._on_reader(lambda conn: single_valued(conn, param_id("Goal", "target-date")))
-        assert await upgraded._on_reader(lambda conn: single_valued(conn, param_id("Goal", "lifecycle-status")))
+        assert await upgraded._on_reader(lambda conn: date_param(conn, param_id("Goal", "target-date"))) == (
+            True, 86_400_000_000)
+        assert await upgraded._on_reader(lambda conn: date_param(conn, param_id("Goal", "start-date"))) == (
+            False, 31 * 86_400_000_000)
+        assert await upgraded._on_reader(lambda conn: date_param(conn, param_id("Goal", "lifecycle-status"))) == (
+            False, 0)
+        assert await upgraded._on_reader(lambda conn: date_param(conn, param_id("Encounter", "date"))) == (
+            False, FOREVER)
     finally:
         await upgraded.close()

@@ -171,11 +171,14 @@ def search_range(text: str, name: str) -> tuple[int, int]:
 
 def parse(key: str, raw: str, name: str, now_us: int | None = None) -> RangeMatch:
     """A date search value (with its prefix) as a range predicate. `ap` widens the range by 10% of the
-    distance between now and the value, as the specification recommends."""
+    distance between now and the value, as the specification recommends; "now" is today's start (UTC),
+    so the range stays the same from one request to the next and a search's paging cursors (bound to
+    its ranges) stay valid all day."""
     prefix, text = split_prefix(raw)
     low, high = search_range(text, name)
     if prefix == "ap":
         now = time.time_ns() // 1000 if now_us is None else now_us
+        now -= now % DAY_US
         gap = abs(now - low) // 10
         low, high = low - gap, high + gap
     return RangeMatch(key, "date", prefix, low, high)

@@ -10,11 +10,12 @@ Tables are WITHOUT ROWID with the primary key starting (pk, sp): deleting a reso
 checking "does resource pk have a value like this" are prefix seeks. A second index starting with
 (sp, value) finds the resources having a value. Index rows exist only for current, live versions.
 
-`multi_valued` lists the date parameters for which some resource was ever given several values
-(several rows with rep 0: a Timing's events, a parameter over several elements). For the others a
-resource's one row is its value, for sorting and for a clause alike, which lets a sorted search walk
-only the rows that meet its date clause (sqlite/search.py). Written in the same transaction as the rows;
-never cleared (a parameter once seen with several values is treated so for good).
+`date_params` says, per date parameter, whether some resource was ever given several values of it
+(several rows with rep 0: a Timing's events, a parameter over several elements) and the widest range
+(hi - lo) any value had. For a parameter without several values, a resource's one row is its value, for
+sorting and for a clause alike, which lets a sorted search walk only the rows that meet its date clause;
+the widest range bounds where those rows can be (sqlite/search.py). Written in the same transaction as
+the rows; never narrowed (what a parameter once held is assumed of it for good).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sqlite3
 from functools import lru_cache
 
 from fhirlead.search.entries import IndexEntries
+from fhirlead.search.types.date import MAX_US, MIN_US
 
 # kind -> (value columns, secondary index columns after sp, optional partial-index condition)
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
@@ -43,10 +45,17 @@ EXTRA_INDEXES = (
 )
 
 
-MULTI_VALUED = "CREATE TABLE IF NOT EXISTS multi_valued (sp INTEGER PRIMARY KEY) WITHOUT ROWID"
-# an existing store's date parameters with several values for one resource (schema version 4)
-FIND_MULTI_VALUED = ("INSERT OR IGNORE INTO multi_valued SELECT DISTINCT sp FROM "
-                     "(SELECT sp FROM idx_date WHERE rep = 0 GROUP BY pk, sp HAVING count(*) > 1)")
+DATE_PARAMS = ("CREATE TABLE IF NOT EXISTS date_params (sp INTEGER PRIMARY KEY, several INTEGER NOT NULL, "
+               "span INTEGER NOT NULL) WITHOUT ROWID")
+FOREVER = MAX_US  # the span of a value open at either end (a Period without an end): it bounds nothing
+_SPAN = f"CASE WHEN hi >= {MAX_US} OR lo <= {MIN_US} THEN {FOREVER} ELSE hi - lo END"
+# an existing store's date parameters (schema version 4)
+FIND_DATE_PARAMS = ("INSERT OR REPLACE INTO date_params SELECT sp, max(n) > 1, max(span) FROM "
+                    f"(SELECT sp, count(*) AS n, max({_SPAN}) AS span FROM idx_date WHERE rep = 0 GROUP BY pk, sp) "
+                    "GROUP BY sp")
+_NOTE_DATE_PARAMS = ("INSERT INTO date_params VALUES (?, ?, ?) ON CONFLICT (sp) DO UPDATE SET "
+                     "several = max(several, excluded.several), span = max(span, excluded.span) "
+                     "WHERE excluded.several > several OR excluded.span > span")
 
 
 def table(kind: str) -> str:
@@ -81,7 +90,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_by_member ON {name} (pk, rep) WHERE rep < 0")
     for statement in EXTRA_INDEXES:
         conn.execute(statement)
-    conn.execute(MULTI_VALUED)
+    conn.execute(DATE_PARAMS)
 
 
 _DELETES = tuple(f"DELETE FROM {table(kind)} WHERE pk = ?" for kind in TABLES)
@@ -135,27 +144,33 @@ def replace(conn: sqlite3.Connection, pk: int, type_: str, entries: IndexEntries
 
 
 def insert(conn: sqlite3.Connection, rows_by_kind: dict[str, list[tuple]]) -> None:
-    """Insert index rows, one statement per table; note the date parameters given several values."""
+    """Insert index rows, one statement per table, and note what the date rows say of their parameters."""
     for kind, values in rows_by_kind.items():
         if values:
             conn.executemany(_INSERTS[kind], values)
-    several = _several_values(rows_by_kind.get("date", ()))
-    if several:
-        conn.executemany("INSERT OR IGNORE INTO multi_valued VALUES (?)", [(sp,) for sp in several])
+    if rows_by_kind.get("date"):
+        conn.executemany(_NOTE_DATE_PARAMS, _date_params(rows_by_kind["date"]))
 
 
-def _several_values(date_rows: list[tuple] | tuple) -> set[int]:
-    """The parameters (sp) of `date_rows` (pk, sp, lo, hi, rep) with two rows of rep 0 for one resource."""
+def _date_params(date_rows: list[tuple]) -> list[tuple[int, int, int]]:
+    """(sp, 1 when a resource has two rows of it, the widest hi - lo) of the rep-0 rows (pk, sp, lo, hi, rep)."""
     seen: set[tuple[int, int]] = set()
-    several: set[int] = set()
-    for pk, sp, _lo, _hi, rep in date_rows:
-        if rep == 0:
-            if (pk, sp) in seen:
-                several.add(sp)
-            seen.add((pk, sp))
-    return several
+    found: dict[int, list[int]] = {}
+    for pk, sp, lo, hi, rep in date_rows:
+        if rep != 0:
+            continue
+        noted = found.get(sp)
+        if noted is None:
+            noted = found[sp] = [0, 0]
+        noted[1] = max(noted[1], FOREVER if hi >= MAX_US or lo <= MIN_US else hi - lo)
+        if (pk, sp) in seen:
+            noted[0] = 1
+        seen.add((pk, sp))
+    return [(sp, several, span) for sp, (several, span) in found.items()]
 
 
-def single_valued(conn: sqlite3.Connection, sp: int) -> bool:
-    """Whether no resource was ever given several values of date parameter `sp` (see `multi_valued`)."""
-    return conn.execute("SELECT 1 FROM multi_valued WHERE sp = ?", (sp,)).fetchone() is None
+def date_param(conn: sqlite3.Connection, sp: int) -> tuple[bool, int]:
+    """(whether a resource was ever given several values of date parameter `sp`, the widest hi - lo of any
+    of its values), see `date_params`; (False, 0) for a parameter nothing has a value of."""
+    found = conn.execute("SELECT several, span FROM date_params WHERE sp = ?", (sp,)).fetchone()
+    return (bool(found[0]), found[1]) if found else (False, 0)

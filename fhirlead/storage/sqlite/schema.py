@@ -15,7 +15,7 @@ import sqlite3
 
 from fhirlead.storage.sqlite import index, members
 
-SCHEMA_VERSION = 4  # 2: the records table; 3: group_members; 4: multi_valued (sqlite/index.py)
+SCHEMA_VERSION = 4  # 2: the records table; 3: group_members; 4: date_params (sqlite/index.py)
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -88,7 +88,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         index.create_schema(conn)
         if found < 4:
-            conn.execute(index.FIND_MULTI_VALUED)
+            conn.execute(index.FIND_DATE_PARAMS)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

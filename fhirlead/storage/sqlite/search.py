@@ -13,6 +13,7 @@ import heapq
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fhirlead.search import cursor as cursors
@@ -20,7 +21,7 @@ from fhirlead.search.query import Clause, Include, RangeMatch, SearchQuery, Sort
 from fhirlead.search.types.quantity import CANONICAL
 from fhirlead.storage.port import SearchPage
 from fhirlead.storage.sqlite import rows
-from fhirlead.storage.sqlite.index import param_id, single_valued, table
+from fhirlead.storage.sqlite.index import FOREVER, date_param, param_id, table
 from fhirlead.storage.sqlite.search_sql import Compiler, Sql
 
 CHUNK = 500
@@ -33,9 +34,10 @@ WALKED_KINDS = ("date", "string", "uri", "token")
 TOKEN_WALK_LIMIT = 50_000  # index rows a token walk reads for a broad search before the general query
 TOKEN_SYSTEMS = 32  # systems of one code a token walk merges; more: the general query
 TOKEN_SCAN = 20_000  # index rows one step of a token walk reads (rejected ones too) before it gives up
-# a date clause read on the walked rows must match at least this many resources: under it, sorting its
-# matches costs less than the walk's reading past the rows it leaves out (at most one per resource, ~60 ns
-# each: `date=lt2015-03-01&_sort=-date`, 10,000 of 600,000 Observations, walked in 36 ms, sorted in 27)
+# a date clause read on the walked rows, when the widest value leaves no bound on where its rows are
+# (an open Period), must match at least this many resources: under it, sorting its matches costs less than
+# the walk's reading past the rows it leaves out (one per resource, ~60 ns each: 10,000 of 600,000
+# Observations were walked in 36 ms, sorted in 27)
 ROW_CLAUSE_PROBE = 16_000
 _TEXT_HIGH = "\U0010ffff\U0010ffff"
 _INT_HIGH, _INT_LOW = 2**63 - 1, -(2**63)
@@ -138,28 +140,39 @@ def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuer
     # a date parameter with one value per resource: its row is the resource's sort value, and meets a
     # clause on the parameter or not by itself, so such clauses are read on the walked rows (from the
     # index alone) instead of per resource (`date=lt2022&_sort=-date` at 1,000,000 resources: 526 ms -> 11 ms)
-    single = key.kind == "date" and single_valued(conn, param_id(query.types[0], key.key))
-    on_rows = _row_clauses(query.where, key) if single else []
+    on_rows = None
+    if key.kind == "date":
+        several, span = date_param(conn, param_id(query.types[0], key.key))
+        on_rows = None if several else _OnRows(_row_clauses(query.where, key), span)
     if query.where:
         if compiler.first_is_selective(query.types, query.where):
             return None
-        for clause in on_rows:  # a narrow one: sorting its matches beats walking past the rows it leaves out
+        unbounded = on_rows.clauses if on_rows and _bound(on_rows, key.descending) is None else []
+        for clause in unbounded:  # a narrow one: sorting its matches beats walking past all it leaves out
             if compiler.probe(_drive(compiler, clause, query.types), ROW_CLAUSE_PROBE) < ROW_CLAUSE_PROBE:
                 return None
-        walked = _walk(conn, compiler, query, position, WALK_BUDGET, single, on_rows)
+        walked = _walk(conn, compiler, query, position, WALK_BUDGET, on_rows)
         if walked is not None:
             return walked
         driver, broad = compiler.choose_driver(query.types, query.where)
         if driver is not None and not broad:
             return None
-    return _walk(conn, compiler, query, position, None, single, on_rows)
+    return _walk(conn, compiler, query, position, None, on_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _OnRows:
+    """The sorted date parameter never had several values for one resource: `clauses` are read on the
+    walked rows, and `span` (its widest value's hi - lo) bounds where rows that meet them can be."""
+
+    clauses: list[Clause]
+    span: int
 
 
 def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, position: cursors.Cursor | None,
-          budget: int | None, single: bool, on_rows: list[Clause]) -> tuple[list[tuple], bool] | None:
+          budget: int | None, on_rows: _OnRows | None) -> tuple[list[tuple], bool] | None:
     """The walk of `_walk_sorted` (`budget`: over at most that many index rows), or None when it did not
-    fill the page. `single`: the sorted date has one value per resource; `on_rows`: clauses read on the
-    walked rows."""
+    fill the page."""
     key, type_ = query.sort[0], query.types[0]
     if key.key == "_lastUpdated":
         value, source, missing = "r.updated_us", "resources r", None
@@ -172,13 +185,17 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
         missing = sentinels[1 if key.descending else 0]
         sp = param_id(type_, key.key)
         conditions, params = ["s.sp = ?", "s.rep = 0", "r.deleted = 0", "r.type = ?"], [sp, type_]
-        if single:  # the row is the resource's value: the index in sort order, with the clauses on it
+        if on_rows is not None:  # the row is the resource's value: the index in sort order, the clauses on it
             source = f"{values} s INDEXED BY {'idx_date_hi' if key.descending else 'idx_date_by_value'} " \
                      "JOIN resources r ON r.pk = s.pk"
-            for clause in on_rows:
+            for clause in on_rows.clauses:
                 row = _row_condition(compiler, clause, query.types)
                 conditions.append(row.text)
                 params += row.params
+            bound = _bound(on_rows, key.descending)
+            if bound is not None:  # where the walk starts: past the rows no clause lets through
+                conditions.append(f"s.{column} {'<' if key.descending else '>'} ?")
+                params.append(bound)
         else:
             conditions.append(f"s.{column} = (SELECT {aggregate}(v.{column}) FROM {values} v "
                               "WHERE v.pk = s.pk AND v.sp = ? AND v.rep = 0)")
@@ -186,7 +203,8 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
     after = position.keys if position is not None else None
     if after is not None and after[0] == missing:
         return None
-    checks = [compiler.clause_check(clause, query.types, "r") for clause in query.where if clause not in on_rows]
+    read_on_rows = on_rows.clauses if on_rows else []
+    checks = [compiler.clause_check(clause, query.types, "r") for clause in query.where if clause not in read_on_rows]
     if key.kind == "token":
         def fetch(after: tuple | None, limit: int) -> list[tuple]:
             return _token_rows(conn, param_id(type_, key.key), key.descending, after, limit)
@@ -234,6 +252,32 @@ def _row_clauses(where: Sequence[Clause], key: SortKey) -> list[Clause]:
     return [clause for clause in where if not clause.negate and all(
         isinstance(p, RangeMatch) and p.kind == "date" and p.key == key.key and p.prefix in prefixes
         for p in clause.any_of)]
+
+
+def _bound(on_rows: _OnRows, descending: bool) -> int | None:
+    """A bound on the walked column that every row meeting all of `on_rows.clauses` is within: descending,
+    such a row has hi < bound; ascending, lo > bound. A value's hi - lo is at most `span`, so `lo < l`
+    (lt) puts hi under l + span. None: no bound (no clause, or only spans as wide as FOREVER)."""
+    span = on_rows.span
+    bounds = []
+    for clause in on_rows.clauses:
+        found = [_predicate_bound(p, span, descending) for p in clause.any_of if isinstance(p, RangeMatch)]
+        if found and None not in found:
+            bounds.append(max(found) if descending else min(found))  # OR: the loosest
+    if not bounds:
+        return None
+    return min(bounds) if descending else max(bounds)  # AND: the tightest
+
+
+def _predicate_bound(p: RangeMatch, span: int, descending: bool) -> int | None:
+    """`_bound` for one comparison (search.md: the target range [lo, hi) against [low, high))."""
+    low, high = int(p.low), int(p.high)
+    wide = span >= FOREVER
+    if descending:  # every match has hi < the bound
+        return {"lt": None if wide else low + span, "le": None if wide else max(low + span, high + 1),
+                "eb": low + 1, "eq": high + 1, "ap": None if wide else high + span}.get(p.prefix)
+    return {"gt": None if wide else high - span, "ge": None if wide else min(high - span, low - 1),
+            "sa": high - 1, "eq": low - 1, "ap": None if wide else low - span}.get(p.prefix)
 
 
 def _row_condition(compiler: Compiler, clause: Clause, types: Sequence[str]) -> Sql:
