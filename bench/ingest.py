@@ -10,8 +10,9 @@ every resource validated against the R4 schema and indexed for every search para
 work per Bundle with a durable commit (synchronous=FULL, the server's setting).
 
 Scenarios, each on a fresh SQLite file:
-- `http`: every Bundle POSTed to the real app (httpx ASGI transport, in process: the HTTP stack
-  without the network), one after another;
+- `http`: every Bundle POSTed to the real app, built as `fhirlead serve` builds it (its start-up heap
+  frozen, the collector's settings; httpx ASGI transport, in process: the HTTP stack without the
+  network), one after another;
 - `http-cN`: the same from N clients at once (`--concurrency`, default 4 and 16), as an EHR pushing in
   parallel does: concurrent transactions share commits (group commit);
 - `load`: `fhirlead load DIR` in a subprocess, as a user runs it.
@@ -90,7 +91,7 @@ def data_set(resources: int, distinct: int, folder: Path) -> list[Path]:
 
 async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int, float]:
     """POST every Bundle but the first (a warm-up) from `concurrency` clients at once."""
-    app = create_app(Settings(store=f"sqlite:///{db}"))
+    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True)  # as `fhirlead serve` runs
     bodies = [path.read_bytes() for path in paths]
     transport = httpx.ASGITransport(app=app)
     headers = {"Content-Type": "application/fhir+json"}
@@ -121,7 +122,7 @@ async def fresh_client(db: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[
     needs (a SMART backend client's token when authorization is on)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app = create_app(Settings(store=f"sqlite:///{db}"))
+    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True)  # as `fhirlead serve` runs
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         headers = {"Content-Type": "application/fhir+json"}
