@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhirlead import fhirjson, sources
+from fhirlead import fhirjson, heap, sources
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
@@ -173,12 +173,12 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
                      reload: bool = False, source: sources.Source | None = None, own_heap: bool = False) -> Report:
     """Load `files`; units the load journal lists are skipped (counted in the Report) unless `reload`.
     With a `source`, what is written gets its meta.source and a Provenance per unit (docs/sources.md).
-    `own_heap` (the CLI, a process of its own): the garbage collector runs once per commit (`settle_heap`)."""
+    `own_heap` (the CLI, a process of its own): the garbage collector runs once per commit (fhirlead/heap.py)."""
     server = await Server.start(settings)
     report = Report()
     loader = Loader(server, report, reload=reload, source=source, own_heap=own_heap)
-    if own_heap:
-        settle_heap()
+    if own_heap:  # the collector off, run once per commit on what is left (Loader.flush)
+        heap.freeze()
         gc.disable()
     try:
         for path in files:
@@ -252,8 +252,8 @@ class Loader:
 
     async def flush(self) -> None:
         await self._flush()
-        if self.own_heap:  # the group's resources are gone by now
-            settle_heap()
+        if self.own_heap:  # a load allocates far more than it keeps: collect and freeze once per commit,
+            heap.freeze()  # the group's resources gone by now (collecting as it went took 15% of a load)
 
     async def _flush(self) -> None:
         pending, self.pending, self.size = self.pending, [], 0
@@ -283,17 +283,6 @@ class Loader:
                     await uow.put_record(JOURNAL, unit.key, {"where": where, "resources": len(written(entries))})
         for _, entries in pending:
             self.report.counts.update(written(entries))
-
-
-def settle_heap() -> None:
-    """Collect, then move what is alive out of the cyclic garbage collector's sight (`gc.freeze`): after
-    start-up and after each commit, the collector being off in between. A load allocates far more than it
-    keeps, and CPython's collector walked each group's parsed resources and everything the server holds
-    (definitions, validators and profiles compiled as new types come) again and again: 15% of a
-    20,000-resource load (bench/README.md). What is frozen is still freed when its last reference goes;
-    only cycles among it are never collected."""
-    gc.collect()
-    gc.freeze()
 
 
 def written(entries: list[Entry]) -> list[str]:

@@ -9,7 +9,6 @@ unexpected exception becomes a 500 OperationOutcome without any internals; its t
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from fhirlead import heap
 from fhirlead.api.cors import ApiCors
 from fhirlead.api.direct import FhirApp
 from fhirlead.api.dispatch import dispatch, route_target
@@ -204,19 +204,14 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-GEN0_THRESHOLD = 50_000  # see create_app(freeze_heap=)
-
-
 def create_app(settings: Settings | None = None, store: Store | None = None, freeze_heap: bool = False) -> FastAPI:
     """The application. `store` lets tests and tools hand in an already-built (closed) store.
 
     `freeze_heap` (`fhirlead serve`): once started, everything the server holds for its lifetime (the
     definitions, search registry, compiled measures, ...) is moved out of the garbage collector's sight
     (`gc.freeze`), so a request that allocates many objects does not pay for walking them again: a
-    `$aggregate-patient` of 3,000 resources spent ~40% of its time in the collector (bench/README.md).
-    The collector then runs every GEN0_THRESHOLD container allocations instead of 700: a transaction
-    Bundle's parsed resources no longer go through several young collections each (HTTP ingest spent
-    6% of its time collecting, 2.5% after)."""
+    `$aggregate-patient` of 3,000 resources spent ~40% of its time in the collector (bench/README.md);
+    young collections are then rarer (`heap.settle_server`)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -225,9 +220,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
         await app.state.server.start_audit()
         await app.state.server.start_workers()
         if freeze_heap:
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(GEN0_THRESHOLD, *gc.get_threshold()[1:])
+            heap.settle_server()
         try:
             yield
         finally:

@@ -19,6 +19,7 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fhirlead import heap
 from fhirlead.audit.event import AUDIT_EVENT
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ async def _child(store_url: str, pipe: Connection) -> None:
     # seconds as the servers do
     parameters = StoreSearchParameters(store)
     await parameters.current()
+    heap.settle_server()
     pipe.send("ready")
     try:
         while True:
