@@ -367,6 +367,15 @@ def check_narrative(div: str, path: str) -> list[Issue]:
                       expression=(path,))]
     checker = _Checker(div, path)
     try:
+        return _parse(checker, div, path)
+    finally:
+        # the parser holds the checker's bound methods as its handlers: a reference cycle per narrative,
+        # which only the cyclic garbage collector would free (10 objects a resource, most of a load's garbage)
+        checker.parser = None
+
+
+def _parse(checker: _Checker, div: str, path: str) -> list[Issue]:
+    try:
         checker.parser.Parse(div, True)
     except _Stop:
         return checker.issues
