@@ -308,9 +308,9 @@ def kind_of(raw: bytes, where: str) -> str:
     written; a Bundle is parsed once, by its unit). Text that is not JSON fails here, with parse's reason."""
     try:
         return "Bundle" if fhirjson.resource_type(raw) == "Bundle" else "file"
-    except fhirjson.JsonError:
+    except fhirjson.JsonError as error:
         parse(raw, where)  # raises the LoadError that says why
-        raise
+        raise LoadError(f"{where}: not valid JSON ({error})") from None  # parse took what msgspec refused
 
 
 def ndjson_units(path: Path) -> Iterator[Unit]:

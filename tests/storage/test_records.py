@@ -18,6 +18,7 @@ from fhirlead.settings import Settings
 from fhirlead.storage.records import Record, RecordConflict, Records
 from fhirlead.storage.sqlite import SqliteStore, schema
 from tests import backends
+from tests.storage.older_schema import downgrade
 
 PAST = 1.0  # epoch seconds: long expired
 
@@ -199,9 +200,7 @@ async def test_sqlite_version_1_database_gets_the_records_table(tmp_path: Path) 
     old = SqliteStore(path)
     await old.open()
     await old.close()
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("DROP TABLE records")
-        conn.execute("PRAGMA user_version=1")
+    downgrade(path, "records", 1)
     upgraded = SqliteStore(path)
     await upgraded.open()
     try:

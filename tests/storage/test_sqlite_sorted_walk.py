@@ -7,9 +7,7 @@ call everything broad here."""
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from fhirlead.search.registry import SearchRegistry
 from fhirlead.storage.sqlite import SqliteStore, search_sql
 from fhirlead.storage.sqlite import search as sqlite_search
 from fhirlead.storage.sqlite.index import FOREVER, date_param, param_id
+from tests.storage.older_schema import downgrade
 
 REGISTRY = SearchRegistry.default()
 EXTRACTOR = Extractor(REGISTRY)
@@ -231,9 +230,7 @@ async def test_a_version_3_store_learns_its_date_parameters(tmp_path: Path) -> N
         await uow.write("Goal", "g", goal, EXTRACTOR.extract(goal), "PUT")
         await uow.write("Encounter", "e", encounter, EXTRACTOR.extract(encounter), "PUT")
     await old.close()
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        conn.execute("DROP TABLE date_params")
-        conn.execute("PRAGMA user_version=3")
+    downgrade(path, "date_params", 3)
     upgraded = SqliteStore(path)
     await upgraded.open()
     try:
