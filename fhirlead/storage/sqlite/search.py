@@ -144,11 +144,13 @@ def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuer
     on_rows = None
     if key.kind == "date":
         several, span = date_param(conn, param_id(query.types[0], key.key))
-        on_rows = None if several else _OnRows(_row_clauses(query.where, key), span)
+        if not several:
+            clauses = _row_clauses(query.where, key)
+            on_rows = _OnRows(clauses, _bound(clauses, span, key.descending))
     if query.where:
         if compiler.first_is_selective(query.types, query.where):
             return None
-        unbounded = on_rows.clauses if on_rows and _bound(on_rows, key.descending) is None else []
+        unbounded = on_rows.clauses if on_rows and on_rows.bound is None else []
         for clause in unbounded:  # a narrow one: sorting its matches beats walking past all it leaves out
             if compiler.probe(_drive(compiler, clause, query.types), ROW_CLAUSE_PROBE) < ROW_CLAUSE_PROBE:
                 return None
@@ -164,10 +166,10 @@ def _walk_sorted(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuer
 @dataclass(frozen=True, slots=True)
 class _OnRows:
     """The sorted date parameter never had several values for one resource: `clauses` are read on the
-    walked rows, and `span` (its widest value's hi - lo) bounds where rows that meet them can be."""
+    walked rows, which start at `bound` (see `_bound`; None: at the first row)."""
 
     clauses: list[Clause]
-    span: int
+    bound: int | None
 
 
 def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, position: cursors.Cursor | None,
@@ -193,10 +195,9 @@ def _walk(conn: sqlite3.Connection, compiler: Compiler, query: SearchQuery, posi
                 row = _row_condition(compiler, clause, query.types)
                 conditions.append(row.text)
                 params += row.params
-            bound = _bound(on_rows, key.descending)
-            if bound is not None:  # where the walk starts: past the rows no clause lets through
+            if on_rows.bound is not None:  # where the walk starts: past the rows no clause lets through
                 conditions.append(f"s.{column} {'<' if key.descending else '>'} ?")
-                params.append(bound)
+                params.append(on_rows.bound)
         else:
             conditions.append(f"s.{column} = (SELECT {aggregate}(v.{column}) FROM {values} v "
                               "WHERE v.pk = s.pk AND v.sp = ? AND v.rep = 0)")
@@ -255,13 +256,12 @@ def _row_clauses(where: Sequence[Clause], key: SortKey) -> list[Clause]:
         for p in clause.any_of)]
 
 
-def _bound(on_rows: _OnRows, descending: bool) -> int | None:
-    """A bound on the walked column that every row meeting all of `on_rows.clauses` is within: descending,
-    such a row has hi < bound; ascending, lo > bound. A value's hi - lo is at most `span`, so `lo < l`
-    (lt) puts hi under l + span. None: no bound (no clause, or only spans as wide as FOREVER)."""
-    span = on_rows.span
+def _bound(clauses: list[Clause], span: int, descending: bool) -> int | None:
+    """A bound on the walked column that every row meeting all of `clauses` is within: descending, such a
+    row has hi < bound; ascending, lo > bound. A value's hi - lo is at most `span` (the parameter's widest),
+    so `lo < l` (lt) puts hi under l + span. None: no bound (no clause, or only spans as wide as FOREVER)."""
     bounds = []
-    for clause in on_rows.clauses:
+    for clause in clauses:
         found = [_predicate_bound(p, span, descending) for p in clause.any_of if isinstance(p, RangeMatch)]
         if found and None not in found:
             bounds.append(max(found) if descending else min(found))  # OR: the loosest
