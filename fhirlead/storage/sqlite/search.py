@@ -261,9 +261,9 @@ def _bound(clauses: list[Clause], span: int, descending: bool) -> int | None:
     row has hi < bound; ascending, lo > bound. A value's hi - lo is at most `span` (the parameter's widest),
     so `lo < l` (lt) puts hi under l + span. None: no bound (no clause, or only spans as wide as FOREVER)."""
     bounds = []
-    for clause in clauses:
-        found = [_predicate_bound(p, span, descending) for p in clause.any_of if isinstance(p, RangeMatch)]
-        if found and None not in found:
+    for clause in clauses:  # date comparisons only (`_row_clauses`)
+        found = [_predicate_bound(p, span, descending) for p in clause.any_of]  # type: ignore[arg-type]
+        if None not in found:
             bounds.append(max(found) if descending else min(found))  # OR: the loosest
     if not bounds:
         return None
