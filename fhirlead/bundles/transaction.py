@@ -9,7 +9,7 @@ Any failing write rolls everything back; the error names the failing entry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,12 +67,14 @@ async def run(
 
 
 async def write(
-    server: Server, uow: UnitOfWork, entries: list[Entry], base_url: str, preference: str | None
+    server: Server, uow: UnitOfWork, entries: list[Entry], base_url: str, preference: str | None,
+    ids: Iterator[str] | None = None,
 ) -> dict[int, bytes]:
     """The writes of one transaction inside `uow` (which may hold earlier transactions: `fhirlead load`
-    commits several Bundles at once); the response entries by entry index."""
+    commits several Bundles at once); the response entries by entry index. New resources take their ids
+    from `ids` while it lasts (`fhirlead load` uses those its worker chose: fhirlead/load_ahead.py)."""
     writes = [entry for entry in sorted(entries, key=lambda entry: ORDER[entry.method]) if ORDER[entry.method] < 3]
-    writer = TransactionWriter(server, uow, base_url, preference)
+    writer = TransactionWriter(server, uow, base_url, preference, ids)
     answers: dict[int, bytes] = {}
     for entry in writes:
         if entry.method == "DELETE":
@@ -100,8 +102,10 @@ async def read(server: Server, entry: Entry, base_url: str, access: Any = None) 
 class TransactionWriter:
     """The write half of a transaction, holding its unit of work and the placeholder map."""
 
-    def __init__(self, server: Server, uow: UnitOfWork, base_url: str, preference: str | None) -> None:
+    def __init__(self, server: Server, uow: UnitOfWork, base_url: str, preference: str | None,
+                 ids: Iterator[str] | None = None) -> None:
         self.server, self.uow, self.base_url, self.preference = server, uow, base_url, preference
+        self.ids = ids or iter(())  # ids chosen beforehand for the new resources, in the order `plan` needs them
         self.targets: dict[int, Target] = {}
         self.placeholders: dict[str, str] = {}
         self.resolved: dict[str, str] = {}  # conditional reference -> Type/id, once per transaction
@@ -146,7 +150,7 @@ class TransactionWriter:
                     raise conditions.too_many(entry.type_, params)
                 if found:
                     return Target(found[0].id, Outcome(200, found[0]))
-            return Target(new_id())
+            return Target(self.new_id())
         if not entry.conditional:
             return Target(entry.id_ or "")
         found = await conditions.matches(self.server, self.uow, entry.type_, entry.params)
@@ -156,7 +160,10 @@ class TransactionWriter:
             return Target(found[0].id)
         if entry.method == "PATCH":
             raise FhirError(404, [Issue("not-found", f"No {entry.type_} matched '{entry.url}'")])
-        return Target((entry.resource or {}).get("id") or new_id())
+        return Target((entry.resource or {}).get("id") or self.new_id())
+
+    def new_id(self) -> str:
+        return next(self.ids, None) or new_id()
 
     async def create_all(self, entries: list[Entry]) -> dict[int, bytes]:
         """The POST phase: every entry validated and indexed, then all created in one store call."""

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from fhirlead import load_ahead
 from fhirlead.load import load_files
 from fhirlead.settings import Settings
 from tests.bundle.helpers import count
@@ -59,15 +60,20 @@ async def totals(settings: Settings, app_factory: Any, types: list[str]) -> dict
 
 
 @needs_synthea
-async def test_loading_every_synthea_file_gives_the_counts_per_type(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not load_ahead.available(), reason="the validation worker needs Linux and a second core"))])
+async def test_loading_every_synthea_file_gives_the_counts_per_type(
+        settings: Settings, tmp_path: Path, ahead: bool) -> None:
     from fhirlead.api.app import create_app
 
     exm130 = next(EXM130.glob("*.json"))
     targets = tmp_path / "targets.ndjson"
     targets.write_bytes(b"\n".join(orjson.dumps(r) for r in conditional_targets(exm130)))
     files = [*sorted(NIMBUS.glob("*.json")), targets, exm130]
-    report = await load_files(settings, files)
+    report = await load_files(settings, files, ahead=ahead)
     assert report.failures == []
+    nimbus = sum(entries_by_type(*NIMBUS.glob("*.json")).values())  # placeholders only: the worker's to validate
+    assert report.validated_ahead >= (nimbus if ahead else 0)
     expected = entries_by_type(*NIMBUS.glob("*.json"), exm130)
     expected.update(r["resourceType"] for r in conditional_targets(exm130))
     assert report.counts == expected
