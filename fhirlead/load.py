@@ -10,7 +10,7 @@ resources: PUT when they carry an id (bulk exports keep ids and `Type/id` refere
 NDJSON in transactions of CHUNK lines, read as it goes (a file of any size is never in memory whole):
 a chunk with a bad line is rolled back and reported, the rest loads. Several Bundles/chunks share one
 commit (see Loader), which is where most of the speed is; with a second core, a worker process validates
-them ahead of the writes (fhirlead/load_ahead.py: 2,650 → ~4,300 resources/s on 2 cores).
+them ahead of the writes (fhirlead/validation/ahead.py: 2,650 → ~4,300 resources/s on 2 cores).
 
 Resuming: every unit (a Bundle file, an NDJSON chunk) that has been committed is journaled in the
 store's records (kind "load-journal", key the SHA-256 of the unit's bytes), and a later run skips the
@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
-from fhirlead import fhirjson, heap, load_ahead, sources
+from fhirlead import fhirjson, heap, sources
 from fhirlead.bundles import transaction
 from fhirlead.bundles.entries import Entry, entries_of_transaction, read_bundle, read_entry
 from fhirlead.errors import FhirError
@@ -42,7 +42,7 @@ from fhirlead.interaction.incoming import advice
 from fhirlead.server import Server
 from fhirlead.settings import Settings
 from fhirlead.storage.port import UnitOfWork
-from fhirlead.validation import live
+from fhirlead.validation import ahead as validation_ahead
 
 CHUNK = 500  # NDJSON lines per transaction
 GROUP = 5000  # resources per commit, across Bundles (1,000: 18 % of a 100k load went to commits; 5,000: 10 %)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print("fhirlead load: --organization needs --source", file=sys.stderr)
         return 2
     source = sources.of_operator(args.source, args.organization) if args.source else None
-    ahead = not args.one_process and load_ahead.available()
+    ahead = not args.one_process and validation_ahead.available()
     report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload,
                                     source=source, own_heap=True, ahead=ahead))
     report.print_summary(sys.stderr)
@@ -105,7 +105,7 @@ class Report:
     skipped: Counter[str] = field(default_factory=Counter)  # units skipped (already loaded), per kind
     skipped_resources: int = 0
     skipped_files: dict[str, list[int]] = field(default_factory=dict)  # file -> [units, resources] skipped
-    validated_ahead: int = 0  # resources the validation worker validated (fhirlead/load_ahead.py)
+    validated_ahead: int = 0  # resources the validation worker validated (fhirlead/validation/ahead.py)
 
     @property
     def total(self) -> int:
@@ -186,15 +186,15 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
     """Load `files`; units the load journal lists are skipped (counted in the Report) unless `reload`.
     With a `source`, what is written gets its meta.source and a Provenance per unit (docs/sources.md).
     `own_heap` (the CLI, a process of its own): the garbage collector runs once per commit (fhirlead/heap.py).
-    `ahead`: a worker process validates the units before they are written (fhirlead/load_ahead.py)."""
+    `ahead`: a worker process validates the units before they are written (fhirlead/validation/ahead.py)."""
     server = await Server.start(settings)
     report = Report()
     if own_heap:  # the collector off, run once per commit on what is left (Loader.flush)
         heap.freeze()
         gc.disable()
-    validation = load_ahead.AheadValidation(server.validator, source) if ahead else None
+    validation = validation_ahead.attach(server, ordered=True) if ahead else None
     loader = Loader(server, report, reload=reload, source=source, own_heap=own_heap, ahead=validation)
-    units = read_ahead(planned(files), validation.offer) if validation else planned(files)
+    units = read_ahead(planned(files), partial(validation.offer, source=source)) if validation else planned(files)
     try:
         for path, unit in units:
             if unit is None:
@@ -226,18 +226,16 @@ Planned = tuple[Path, "Unit | LoadError | None"]  # a file begins (None), one of
 def planned(files: list[Path]) -> Iterator[Planned]:
     """Each file's units in order: (path, None) as a file begins, then (path, unit) for each unit, or
     (path, LoadError) where the rest of the file cannot be read."""
-    seq = 0
     for path in files:
         yield path, None
         try:
             for unit in units_of(path):
-                unit.seq, seq = seq, seq + 1
                 yield path, unit
         except LoadError as error:
             yield path, error
 
 
-def read_ahead(planned: Iterator[Planned], offer: Callable[[int, Callable[[], list[Entry]], int], None],
+def read_ahead(planned: Iterator[Planned], offer: Callable[[Callable[[], list[Entry]], int], int | None],
                window: int = AHEAD_BYTES) -> Iterator[Planned]:
     """`planned` as it comes, each unit offered (to the validation worker) `window` bytes of units earlier."""
     held: deque[Planned] = deque()
@@ -245,7 +243,7 @@ def read_ahead(planned: Iterator[Planned], offer: Callable[[int, Callable[[], li
     for item in planned:
         unit = item[1]
         if isinstance(unit, Unit):
-            offer(unit.seq, unit.build, unit.size)
+            unit.seq = offer(unit.build, unit.size)
             size += unit.size
         held.append(item)
         while size > window:
@@ -266,7 +264,7 @@ class Unit:
     kind: str = "Bundle"  # for the summary: "Bundle", "file" (a single resource) or "NDJSON chunk"
     lines: str = ""  # "first-last" line numbers of an NDJSON chunk
     size: int = 0  # bytes
-    seq: int = -1  # its place in the load (`planned`)
+    seq: int | None = None  # its number with the validation worker, once offered (`read_ahead`)
 
 
 class Loader:
@@ -286,13 +284,11 @@ class Loader:
 
     def __init__(self, server: Server, report: Report, *, reload: bool = False,
                  source: sources.Source | None = None, own_heap: bool = False,
-                 ahead: load_ahead.AheadValidation | None = None) -> None:
+                 ahead: validation_ahead.AheadValidation | None = None) -> None:
         self.server, self.report, self.reload, self.source = server, report, reload, source
         self.own_heap = own_heap
         self.ahead = ahead
-        self.vouching: load_ahead.VouchingValidator | None = None
-        if ahead:
-            self.vouching = server.validator = load_ahead.VouchingValidator(server.validator)
+        self.vouching = ahead.validator if ahead else None
         self.pending: list[tuple[Unit, list[Entry]]] = []
         self.size = 0
 
@@ -303,8 +299,6 @@ class Loader:
                 self.report.skip(unit, int(record.doc.get("resources", 0)))
                 return
         entries = unit.build()
-        if self.ahead and any(entry.type_ in live.KINDS for entry in entries):
-            self.ahead.stop()  # its validator may differ from ours once this unit commits
         for entry in entries:
             if isinstance(entry.resource, dict):
                 self.report.warnings += [f"{unit.where}: {entry.type_}/{entry.resource.get('id', '')}: "
@@ -350,16 +344,13 @@ class Loader:
 
     async def write(self, uow: UnitOfWork, unit: Unit, entries: list[Entry]) -> None:
         """One unit's writes; with the worker's verdict on it, its ids and without validating again
-        what the worker found valid (fhirlead/load_ahead.py)."""
+        what the worker found valid (fhirlead/validation/ahead.py)."""
         verdict = await self.ahead.verdict(unit.seq) if self.ahead else None
         if verdict is None or self.vouching is None:
             await transaction.write(self.server, uow, entries, "", "minimal")
             return
-        self.vouching.vouched = verdict.vouched
-        try:
+        with self.vouching.vouching(verdict):
             await transaction.write(self.server, uow, entries, "", "minimal", iter(verdict.ids))
-        finally:
-            self.vouching.vouched = set()
         self.report.validated_ahead = self.vouching.skipped
 
 

@@ -72,7 +72,7 @@ async def write(
 ) -> dict[int, bytes]:
     """The writes of one transaction inside `uow` (which may hold earlier transactions: `fhirlead load`
     commits several Bundles at once); the response entries by entry index. New resources take their ids
-    from `ids` while it lasts (`fhirlead load` uses those its worker chose: fhirlead/load_ahead.py)."""
+    from `ids` while it lasts (`fhirlead load` uses those its worker chose: fhirlead/validation/ahead.py)."""
     writes = [entry for entry in sorted(entries, key=lambda entry: ORDER[entry.method]) if ORDER[entry.method] < 3]
     writer = TransactionWriter(server, uow, base_url, preference, ids)
     answers: dict[int, bytes] = {}

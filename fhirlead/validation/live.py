@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fhirlead import fhirjson
@@ -68,6 +68,8 @@ class LiveDefinitions:
         self.conformance = validator.profiles.conformance
         self.terminology = validator.profiles.terminology
         self._held: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}  # (type, id) -> version, url, ver
+        self.changes = 0  # definitions applied since start-up: what a validator built at another count lacks
+        self.listeners: list[Callable[[str, str, int, dict[str, Any] | None], None]] = []  # told each change
         self._since_us: int | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -77,7 +79,7 @@ class LiveDefinitions:
         for (kind, id_), version in newest.items():
             held = self._held.get((kind, id_))
             if held is None or held[0] < version.version:
-                self._apply(kind, id_, version.version, fhirjson.loads(version.body) if version.body else None)
+                self.apply(kind, id_, version.version, fhirjson.loads(version.body) if version.body else None)
         if self.search is not None:
             self.search.apply()
             await self.search.refresh_jobs(self.store)
@@ -88,16 +90,20 @@ class LiveDefinitions:
             if write.type_ in KINDS:
                 resource = write.resource
                 version = _version_of(resource)
-                self._apply(write.type_, write.id_, version, resource)
+                self.apply(write.type_, write.id_, version, resource)
         if self.search is not None:
             self.search.apply()
 
-    def _apply(self, kind: str, id_: str, version: int, resource: dict[str, Any] | None) -> None:
+    def apply(self, kind: str, id_: str, version: int, resource: dict[str, Any] | None) -> None:
+        """Put in force a version of a conformance resource (None: it was deleted)."""
         if kind == "SearchParameter":
             self._held[(kind, id_)] = (version, None, None)
             if self.search is not None:
                 self.search.hold(id_, resource)
             return
+        self.changes += 1
+        for listener in self.listeners:  # a validation worker applies the same (fhirlead/validation/ahead.py)
+            listener(kind, id_, version, resource)
         previous = self._held.pop((kind, id_), None)
         if previous is not None and previous[1]:
             self._forget(kind, previous[1], previous[2])

@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
-from fhirlead import load_ahead
 from fhirlead.load import load_files
 from fhirlead.settings import Settings
+from fhirlead.validation import ahead as validation_ahead
 from tests.bundle.helpers import count
 from tests.tokens import bearer
 
@@ -61,7 +61,7 @@ async def totals(settings: Settings, app_factory: Any, types: list[str]) -> dict
 
 @needs_synthea
 @pytest.mark.parametrize("ahead", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not load_ahead.available(), reason="the validation worker needs Linux and a second core"))])
+    not validation_ahead.available(), reason="the validation worker needs Linux and a second core"))])
 async def test_loading_every_synthea_file_gives_the_counts_per_type(
         settings: Settings, tmp_path: Path, ahead: bool) -> None:
     from fhirlead.api.app import create_app

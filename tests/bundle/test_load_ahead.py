@@ -1,4 +1,4 @@
-"""`fhirlead load` with its validation worker (fhirlead/load_ahead.py): the worker validates the units
+"""`fhirlead load` with its validation worker (fhirlead/validation/ahead.py): the worker validates the units
 ahead of the writes, and the load writes exactly what it would write alone — the same ids in the
 references, the same refusals — while the worker's verdicts save the loader the validation."""
 
@@ -14,17 +14,17 @@ import httpx
 import orjson
 import pytest
 
-from fhirlead import load, load_ahead
+from fhirlead import load
 from fhirlead.api.app import create_app
 from fhirlead.bundles.entries import Entry
 from fhirlead.load import load_files
 from fhirlead.settings import Settings
-from fhirlead.validation import Validator
+from fhirlead.validation import Validator, ahead
 from tests.bundle.helpers import bundle, entry
 from tests.tokens import bearer
 from tests.validation.test_live_definitions import VALUE_SET, patient, profile
 
-pytestmark = pytest.mark.skipif(not load_ahead.available(), reason="the worker needs Linux and a second core")
+pytestmark = pytest.mark.skipif(not ahead.available(), reason="the worker needs Linux and a second core")
 
 
 def care_bundle(path: Path, number: int) -> Path:
@@ -109,8 +109,9 @@ async def test_conditional_entries_and_references_are_validated_by_the_loader(
 
 async def test_a_profile_loaded_on_the_way_holds_what_follows_it(
         settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's validator is the loader's at the start: once a unit writes a definition, the loader
-    validates the rest itself (with the new profile), as a load without the worker does."""
+    """The worker's validator is the loader's at the start, and definitions committed later reach it in
+    order: a verdict made before they did is not used (the loader validates with the new profile), as a
+    load without the worker does."""
     monkeypatch.setattr(load, "GROUP", 1)  # a commit per Bundle: the profile is in force for the next
     before = [care_bundle(tmp_path / f"a{number}.json", number) for number in range(3)]
     definitions = tmp_path / "definitions.json"
@@ -119,21 +120,19 @@ async def test_a_profile_loaded_on_the_way_holds_what_follows_it(
     refused = tmp_path / "z-patient.json"
     refused.write_bytes(orjson.dumps(patient(gender="female")))  # no birthDate: the profile needs one
     report = await load_files(settings, [*before, definitions, refused], ahead=True)
-    assert report.validated_ahead == 12
+    assert report.validated_ahead == 14  # the Patient was validated by the loader, with the new profile
     assert len(report.failures) == 1 and "z-patient.json" in report.failures[0]
     assert "birthDate" in report.failures[0]
 
 
 async def test_a_worker_that_is_gone_leaves_the_validation_to_the_loader(tmp_path: Path) -> None:
-    validation = load_ahead.AheadValidation(Validator(), None)
+    validation = ahead.AheadValidation(Validator())
     try:
-        validation.offer(0, partial(load.file_entries, care_bundle(tmp_path / "a.json", 1).read_bytes(), "a"), 1)
-        assert await asyncio.wait_for(validation.verdict(0), 10) is not None
+        first = validation.offer(partial(load.file_entries, care_bundle(tmp_path / "a.json", 1).read_bytes(), "a"), 1)
+        assert await asyncio.wait_for(validation.verdict(first), 10) is not None
+        second = validation.offer(partial(load.file_entries, care_bundle(tmp_path / "b.json", 2).read_bytes(), "b"), 1)
         validation.process.kill()
-        validation.process.join()
-        build = partial(load.file_entries, care_bundle(tmp_path / "b.json", 2).read_bytes(), "b")
-        validation.offer(1, build, 1)
-        assert await asyncio.wait_for(validation.verdict(1), 10) is None
+        assert await asyncio.wait_for(validation.verdict(second), 10) is None
     finally:
         validation.stop()
 
@@ -143,12 +142,12 @@ def unit_entries() -> list[Entry]:
 
 
 async def test_a_unit_the_worker_cannot_read_gets_a_verdict_that_vouches_for_nothing() -> None:
-    validation = load_ahead.AheadValidation(Validator(), None)
+    validation = ahead.AheadValidation(Validator())
     try:
-        validation.offer(0, unit_entries, 1)
-        verdict = await asyncio.wait_for(validation.verdict(0), 10)
+        seq = validation.offer(unit_entries, 1)
+        verdict = await asyncio.wait_for(validation.verdict(seq), 10)
         assert verdict is not None and verdict.vouched == set() and verdict.ids == []
-        assert await validation.verdict(0) is None  # asked once
+        assert await validation.verdict(seq) is None  # asked once
     finally:
         validation.stop()
 
