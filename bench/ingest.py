@@ -44,8 +44,11 @@ import orjson
 from fhirlead.api.app import create_app
 from fhirlead.auth.registry import Client, hash_secret
 from fhirlead.settings import Settings
+from fhirlead.validation import ahead
 
 BASE = "http://bench/fhir"
+# as `fhirlead serve` (FHIRLEAD_VALIDATION_WORKER=off: none): a worker process validates transactions ahead
+VALIDATE_AHEAD = Settings().validation_worker and ahead.available()
 URN = re.compile(rb"urn:uuid:[0-9a-f\-]{36}")
 PROFILE_NAMES = ("healthy", "type2_diabetes", "hypertension", "ckd_stage3", "anaemia")
 
@@ -91,7 +94,8 @@ def data_set(resources: int, distinct: int, folder: Path) -> list[Path]:
 
 async def over_http(paths: list[Path], db: Path, concurrency: int) -> tuple[int, float]:
     """POST every Bundle but the first (a warm-up) from `concurrency` clients at once."""
-    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True)  # as `fhirlead serve` runs
+    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True,
+                     validate_ahead=VALIDATE_AHEAD)  # as `fhirlead serve` runs
     bodies = [path.read_bytes() for path in paths]
     transport = httpx.ASGITransport(app=app)
     headers = {"Content-Type": "application/fhir+json"}
@@ -122,7 +126,8 @@ async def fresh_client(db: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[
     needs (a SMART backend client's token when authorization is on)."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True)  # as `fhirlead serve` runs
+    app = create_app(Settings(store=f"sqlite:///{db}"), freeze_heap=True,
+                     validate_ahead=VALIDATE_AHEAD)  # as `fhirlead serve` runs
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         headers = {"Content-Type": "application/fhir+json"}

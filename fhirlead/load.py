@@ -209,6 +209,7 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
                 if progress:
                     progress.update(report, path)
         await loader.flush()
+        report.validated_ahead = validation.validator.skipped if validation and validation.validator else 0
         if progress and files:
             progress.update(report, files[-1], final=True)
     finally:
@@ -288,7 +289,6 @@ class Loader:
         self.server, self.report, self.reload, self.source = server, report, reload, source
         self.own_heap = own_heap
         self.ahead = ahead
-        self.vouching = ahead.validator if ahead else None
         self.pending: list[tuple[Unit, list[Entry]]] = []
         self.size = 0
 
@@ -345,13 +345,8 @@ class Loader:
     async def write(self, uow: UnitOfWork, unit: Unit, entries: list[Entry]) -> None:
         """One unit's writes; with the worker's verdict on it, its ids and without validating again
         what the worker found valid (fhirlead/validation/ahead.py)."""
-        verdict = await self.ahead.verdict(unit.seq) if self.ahead else None
-        if verdict is None or self.vouching is None:
-            await transaction.write(self.server, uow, entries, "", "minimal")
-            return
-        with self.vouching.vouching(verdict):
-            await transaction.write(self.server, uow, entries, "", "minimal", iter(verdict.ids))
-        self.report.validated_ahead = self.vouching.skipped
+        async with validation_ahead.vouched(self.ahead, unit.seq) as ids:
+            await transaction.write(self.server, uow, entries, "", "minimal", ids)
 
 
 def written(entries: list[Entry]) -> list[str]:

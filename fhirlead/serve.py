@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fhirlead.api.app import create_app
     from fhirlead.samples import load_samples
+    from fhirlead.validation import ahead as validation_ahead
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("fhirlead")
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("*** AUTHORIZATION IS OFF (--auth off): every record on %s is open to anyone who can reach "
                     "it. Never run like this with real data. ***", root)
     # No access log: request lines carry search parameters, which can hold PHI.
-    uvicorn.run(create_app(settings, freeze_heap=True), host=settings.host, port=settings.port, log_level="info",
-                access_log=False, limit_concurrency=settings.max_connections,
+    ahead = settings.validation_worker and validation_ahead.available()
+    uvicorn.run(create_app(settings, freeze_heap=True, validate_ahead=ahead), host=settings.host,
+                port=settings.port, log_level="info", access_log=False, limit_concurrency=settings.max_connections,
                 timeout_keep_alive=settings.keep_alive_seconds)
     return 0

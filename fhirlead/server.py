@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhirlead.audit import AuditTrail
 from fhirlead.audit.writer import ProcessWriter
@@ -20,6 +20,9 @@ from fhirlead.storage.observed import ObservedStore
 from fhirlead.storage.port import Store
 from fhirlead.validation import Validator
 from fhirlead.validation.live import LiveDefinitions
+
+if TYPE_CHECKING:
+    from fhirlead.validation.ahead import AheadValidation
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,7 @@ class Server:
     audit: AuditTrail | None = None
     workers: list[Any] = field(default_factory=list)  # the plugins' background workers, once started
     live: LiveDefinitions | None = None  # the store's conformance resources, kept in force
+    ahead: AheadValidation | None = None  # a worker process validating transactions ahead (`validate_ahead`)
 
     @classmethod
     async def start(cls, settings: Settings, store: Store | None = None) -> Server:
@@ -66,6 +70,13 @@ class Server:
         await server.live.load()
         observed.committed.append(server.live.written)
         return server
+
+    def validate_ahead(self) -> None:
+        """Fork a worker process that validates transaction Bundles while this one writes others
+        (fhirlead/validation/ahead.py). Before the audit writer and any connection: the fork copies them."""
+        from fhirlead.validation import ahead  # it builds on the transaction code, which needs this module
+
+        self.ahead = ahead.attach(self)
 
     async def start_workers(self) -> None:
         """Start the plugins' background workers (`fhirlead serve` does; tools that load or copy data
@@ -98,6 +109,8 @@ class Server:
         await self.audit.start()
 
     async def stop(self) -> None:
+        if self.ahead is not None:
+            self.ahead.stop()
         for worker in reversed(self.workers):
             await worker.stop()
         self.workers.clear()

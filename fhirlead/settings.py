@@ -79,6 +79,10 @@ class Settings:
     # The plugins' background workers (care-gap re-evaluation, ...) in `fhirlead serve`; "off" leaves the
     # jobs recorded for another server process on the same store.
     workers: bool = field(default_factory=lambda: _env("WORKERS", "on").lower() not in ("off", "false", "0", "no"))
+    # A worker process validating transaction Bundles while the server writes others, in `fhirlead serve`
+    # on Linux with 2+ cores (docs/validation.md); "off": the server validates everything itself.
+    validation_worker: bool = field(
+        default_factory=lambda: _env("VALIDATION_WORKER", "on").lower() not in ("off", "false", "0", "no"))
     # A folder of care-coordination rule files in force beside the shipped ones (docs/care-coordination.md).
     care_rules_dir: str = field(default_factory=lambda: _env("CARE_RULES_DIR", ""))
     # Where rest-hook Subscriptions may deliver (fhirlead.subscriptions.endpoints): "public" (https to

@@ -204,8 +204,10 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None, freeze_heap: bool = False) -> FastAPI:
+def create_app(settings: Settings | None = None, store: Store | None = None, freeze_heap: bool = False,
+               validate_ahead: bool = False) -> FastAPI:
     """The application. `store` lets tests and tools hand in an already-built (closed) store.
+    `validate_ahead` (`fhirlead serve`): a worker process validates transactions (`Server.validate_ahead`).
 
     `freeze_heap` (`fhirlead serve`): once started, everything the server holds for its lifetime (the
     definitions, search registry, compiled measures, ...) is moved out of the garbage collector's sight
@@ -217,6 +219,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, fre
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.server = await Server.start(settings, store)
+        if validate_ahead:
+            app.state.server.validate_ahead()
         await app.state.server.start_audit()
         await app.state.server.start_workers()
         if freeze_heap:

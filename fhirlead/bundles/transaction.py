@@ -54,12 +54,12 @@ def located(entry: Entry, error: FhirError) -> FhirError:
 
 async def run(
     server: Server, entries: list[Entry], base_url: str, preference: str | None, access: Any = None,
-    source: sources.Source | None = None,
+    source: sources.Source | None = None, ids: Iterator[str] | None = None,
 ) -> list[bytes]:
     """Process a transaction; return the response entries in request order, or raise (rolled back).
-    What it writes gets `source`'s meta.source and Provenance (`fhirlead.sources`)."""
+    What it writes gets `source`'s meta.source and Provenance (`fhirlead.sources`); `ids` as for `write`."""
     async with sources.unit_of_work(server, source) as uow:
-        answers = await write(server, uow, entries, base_url, preference)
+        answers = await write(server, uow, entries, base_url, preference, ids)
     for entry in entries:
         if entry.method in ("GET", "HEAD"):
             answers[entry.index] = await read(server, entry, base_url, access)
@@ -72,7 +72,7 @@ async def write(
 ) -> dict[int, bytes]:
     """The writes of one transaction inside `uow` (which may hold earlier transactions: `fhirlead load`
     commits several Bundles at once); the response entries by entry index. New resources take their ids
-    from `ids` while it lasts (`fhirlead load` uses those its worker chose: fhirlead/validation/ahead.py)."""
+    from `ids` while it lasts (those a validation worker chose: fhirlead/validation/ahead.py)."""
     writes = [entry for entry in sorted(entries, key=lambda entry: ORDER[entry.method]) if ORDER[entry.method] < 3]
     writer = TransactionWriter(server, uow, base_url, preference, ids)
     answers: dict[int, bytes] = {}

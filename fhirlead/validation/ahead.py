@@ -29,8 +29,8 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +97,18 @@ class VouchingValidator(Validator):
             for key in keys:
                 if self._vouched[key] <= 0:
                     del self._vouched[key]
+
+
+@asynccontextmanager
+async def vouched(ahead: AheadValidation | None, seq: int | None) -> AsyncIterator[Iterator[str] | None]:
+    """Wait for the worker's verdict on unit `seq`; inside the block, the server's validator skips what the
+    worker vouched for. Gives the ids the worker chose, for the transaction to take (None: no verdict)."""
+    verdict = await ahead.verdict(seq) if ahead else None
+    if verdict is None or ahead is None or ahead.validator is None:
+        yield None
+        return
+    with ahead.validator.vouching(verdict):
+        yield iter(verdict.ids)
 
 
 def attach(server: Server, ordered: bool = False) -> AheadValidation:
@@ -260,6 +272,12 @@ def _next(units: Any, server: int) -> Any:
                 return None
 
 
+def plannable(entries: list[Entry]) -> bool:
+    """Whether the worker can make the entries' resources as the transaction will, as far as the entries
+    themselves say (a conditional reference inside a resource is found while planning)."""
+    return not any(entry.conditional or entry.if_none_exist or entry.method == "PATCH" for entry in entries)
+
+
 class _NeedsStore(Exception):
     """The unit's form depends on what the store holds: left to its writer."""
 
@@ -274,7 +292,7 @@ class _Planner(TransactionWriter):
 async def _validate(validator: Validator, source: sources.Source | None, seq: int, entries: list[Entry],
                     changes: int) -> Verdict:
     ids: list[str] = []
-    if any(entry.conditional or entry.if_none_exist or entry.method == "PATCH" for entry in entries):
+    if not plannable(entries):
         return Verdict(seq, [], set(), changes)
     writes = [entry for entry in entries if entry.method in ("POST", "PUT")]
     planner = _Planner(None, None, "", None, _recording(ids))  # type: ignore[arg-type]
