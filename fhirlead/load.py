@@ -192,7 +192,7 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
     if own_heap:  # the collector off, run once per commit on what is left (Loader.flush)
         heap.freeze()
         gc.disable()
-    validation = validation_ahead.attach(server, ordered=True) if ahead else None
+    validation = server.ahead = validation_ahead.AheadValidation(server, ordered=True) if ahead else None
     loader = Loader(server, report, reload=reload, source=source, own_heap=own_heap, ahead=validation)
     units = read_ahead(planned(files), partial(validation.offer, source=source)) if validation else planned(files)
     try:
@@ -209,15 +209,13 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
                 if progress:
                     progress.update(report, path)
         await loader.flush()
-        report.validated_ahead = validation.validator.skipped if validation and validation.validator else 0
+        report.validated_ahead = validation.skipped if validation else 0
         if progress and files:
             progress.update(report, files[-1], final=True)
     finally:
-        if validation:
-            validation.stop()
         if own_heap:
             gc.enable()
-        await server.stop()
+        await server.stop()  # the worker too
     return report
 
 

@@ -74,9 +74,9 @@ class Server:
     def validate_ahead(self) -> None:
         """Fork a worker process that validates transaction Bundles while this one writes others
         (fhirlead/validation/ahead.py). Before the audit writer and any connection: the fork copies them."""
-        from fhirlead.validation import ahead  # it builds on the transaction code, which needs this module
+        from fhirlead.validation.ahead import AheadValidation  # it builds on the transaction code, which needs this
 
-        self.ahead = ahead.attach(self)
+        self.ahead = AheadValidation(self)
 
     async def start_workers(self) -> None:
         """Start the plugins' background workers (`fhirlead serve` does; tools that load or copy data

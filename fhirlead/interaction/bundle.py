@@ -48,7 +48,7 @@ async def handle(server: Server, request: FhirRequest) -> FhirResponse:
         ahead = None
         if server.ahead and plannable(chosen):
             ahead = server.ahead.offer(partial(transaction_entries, request.body, request.base_url),
-                                       len(request.body), source)
+                                       len(request.body), source, extract=True)
         try:
             if access is not None:
                 for entry in chosen:

@@ -13,9 +13,12 @@ if TYPE_CHECKING:
 
 
 def prepare(server: Server, resource: dict[str, Any], type_: str) -> IndexEntries:
-    """Raise a 400 FhirError if `resource` may not be stored as a `type_`; else its index entries."""
-    server.validator.check(resource, type_)
-    return server.extractor.extract(resource)
+    """Raise a 400 FhirError if `resource` may not be stored as a `type_`; else its index entries. What
+    the validation worker found valid in this very form is not validated again (fhirlead/validation/ahead.py)."""
+    valid, entries = server.ahead.prepared(resource, type_) if server.ahead else (False, None)
+    if not valid:
+        server.validator.check(resource, type_)
+    return entries if entries is not None else server.extractor.extract(resource)
 
 
 def advice(resource: dict[str, Any], type_: str) -> list[Issue]:

@@ -1,19 +1,20 @@
 """Validation ahead of the writes, in a worker process (`fhirlead load`, and transactions in `fhirlead serve`).
 
 A process holds one core (the GIL), and validation is ~45% of a Bundle's work (bench/README.md, "Speed,
-fifth pass"). A worker forked once the server has started (so with the same validator, definitions from
-the store included) takes Bundles and NDJSON chunks ("units") before they are written and, for each,
-does what the transaction will do before it validates: chooses the ids of the new resources, rewrites the
-placeholders, sets each resource's id and meta.source (`TransactionWriter.plan`, `resolve_references`,
-`create_all`, `update.prepared`); then validates every resource and sends back the ids and a digest of
-each valid resource as it was validated. The transaction is written with those ids, and the server's
-validator (`VouchingValidator`) skips a resource whose digest the worker sent. Anything else — a unit the
-worker has not reached, a resource whose form depends on the store (conditional references,
-`ifNoneExist`, PATCH) — is validated as before: the worker can save work, never change an outcome.
+fifth pass"). A worker forked once the server has started (so with the same validator and search
+parameters, the store's included) takes Bundles and NDJSON chunks ("units") before they are written and,
+for each, does what the transaction will do before it validates: chooses the ids of the new resources,
+rewrites the placeholders, sets each resource's id and meta.source (`TransactionWriter.plan`,
+`resolve_references`, `create_all`, `update.prepared`); then validates every resource (and, if asked,
+extracts its index entries) and sends back the ids and a digest of each valid resource as it was
+validated. The transaction is written with those ids, and `interaction.incoming.prepare` neither validates
+nor indexes again a resource whose digest the worker sent (`AheadValidation.prepared`). Anything else — a
+unit the worker has not reached, a resource whose form depends on the store (conditional references,
+`ifNoneExist`, PATCH) — is prepared as before: the worker can save work, never change an outcome.
 
-Definitions written later (StructureDefinitions, ValueSets, CodeSystems: fhirlead/validation/live.py) are
-sent to the worker in order with the units, and each verdict carries the count of changes it was made
-under; a resource is skipped only while the server's count is the same.
+Definitions that come into force later (StructureDefinitions, ValueSets, CodeSystems, SearchParameters:
+fhirlead/validation/live.py) are sent to the worker in order with the units, and each verdict carries the
+count of changes it was made under; it is used only while the server's count is the same.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import queue
 import signal
 import sys
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -39,11 +39,10 @@ from fhirlead.bundles.entries import Entry
 from fhirlead.bundles.transaction import TransactionWriter
 from fhirlead.errors import FhirError
 from fhirlead.interaction.create import new_id
-from fhirlead.validation.validator import Validator
+from fhirlead.search.entries import IndexEntries
 
 if TYPE_CHECKING:
     from fhirlead.server import Server
-    from fhirlead.validation.live import LiveDefinitions
 
 WAIT_SECONDS = 1.0  # between looks at whether the worker is still there
 COLLECT_EVERY = 100  # units between the worker's garbage collections
@@ -60,62 +59,25 @@ def digest(type_: str | None, resource: dict[str, Any]) -> bytes:
 @dataclass
 class Verdict:
     """The worker's result for one unit: the ids it chose (in the order the transaction takes them), the
-    digests of the resources it found valid, and the count of definition changes it had applied."""
+    digests of the resources it found valid (with their index entries, when asked to extract them), and
+    the count of definition changes it had applied."""
 
     seq: int
     ids: list[str]
-    vouched: set[bytes]
+    vouched: dict[bytes, IndexEntries | None]
     changes: int = 0
-
-
-class VouchingValidator(Validator):
-    """The server's validator beside a worker: skips a resource the worker found valid in the same form,
-    under the same definitions. Digests are content, so concurrent transactions may share them."""
-
-    def __init__(self, inner: Validator, live: LiveDefinitions | None) -> None:
-        self.schema, self.invariants, self.profiles = inner.schema, inner.invariants, inner.profiles
-        self._live = live
-        self._vouched: Counter[tuple[bytes, int]] = Counter()
-        self.skipped = 0  # resources not validated here, because the worker had
-
-    def check(self, resource: dict[str, Any], expected_type: str | None = None) -> None:
-        changes = self._live.changes if self._live else 0
-        if self._vouched and (digest(expected_type, resource), changes) in self._vouched:
-            self.skipped += 1
-            return
-        super().check(resource, expected_type)
-
-    @contextmanager
-    def vouching(self, verdict: Verdict | None) -> Iterator[None]:
-        """While the unit the verdict is about is written."""
-        keys = [(key, verdict.changes) for key in verdict.vouched] if verdict else []
-        self._vouched.update(keys)
-        try:
-            yield
-        finally:
-            self._vouched.subtract(keys)
-            for key in keys:
-                if self._vouched[key] <= 0:
-                    del self._vouched[key]
 
 
 @asynccontextmanager
 async def vouched(ahead: AheadValidation | None, seq: int | None) -> AsyncIterator[Iterator[str] | None]:
-    """Wait for the worker's verdict on unit `seq`; inside the block, the server's validator skips what the
-    worker vouched for. Gives the ids the worker chose, for the transaction to take (None: no verdict)."""
+    """Wait for the worker's verdict on unit `seq`; inside the block, `prepared` finds what the worker
+    vouched for. Gives the ids the worker chose, for the transaction to take (None: no verdict)."""
     verdict = await ahead.verdict(seq) if ahead else None
-    if verdict is None or ahead is None or ahead.validator is None:
+    if verdict is None or ahead is None:
         yield None
         return
-    with ahead.validator.vouching(verdict):
+    with ahead.vouching(verdict):
         yield iter(verdict.ids)
-
-
-def attach(server: Server, ordered: bool = False) -> AheadValidation:
-    """Start a worker beside `server`, whose validator then skips what the worker vouched for."""
-    validation = AheadValidation(server.validator, server.live, ordered)
-    server.validator = validation.validator = VouchingValidator(server.validator, server.live)
-    return validation
 
 
 def available() -> bool:
@@ -131,35 +93,66 @@ class AheadValidation:
     older than the last one asked about (one the loader found loaded already and did not ask about).
     """
 
-    def __init__(self, validator: Validator, live: LiveDefinitions | None = None, ordered: bool = False) -> None:
+    def __init__(self, server: Server, ordered: bool = False) -> None:
         context = multiprocessing.get_context("fork")
         self._units: Any = context.Queue()
         self._verdicts: Any = context.Queue()
         self._reached = context.Value("q", -1, lock=False)  # the last seq asked about (ordered)
         self._ordered = ordered
         self.process = context.Process(target=_work, name="fhirlead-validator", daemon=True,
-                                       args=(validator, live, self._units, self._verdicts,
-                                             self._reached if ordered else None, os.getpid()))
+                                       args=(server, self._units, self._verdicts, self._reached if ordered else None,
+                                             os.getpid()))
         self.process.start()
         self._loop = asyncio.get_running_loop()
         self._futures: dict[int, asyncio.Future[Verdict | None]] = {}
         self._next_seq = 0
         self.running = True
-        self.validator: VouchingValidator | None = None  # the server's, once `attach`ed
-        if live is not None:
-            live.listeners.append(self._forward)
+        self._live = server.live
+        self._vouched: dict[tuple[bytes, int], list[Any]] = {}  # (digest, changes) -> [units, entries or None]
+        self.skipped = 0  # resources validated by the worker, not by the server
+        if server.live is not None:
+            server.live.listeners.append(self._forward)
         self._reader = threading.Thread(target=self._read, name="fhirlead-validator-verdicts", daemon=True)
         self._reader.start()
 
-    def offer(self, build: Callable[[], list[Entry]], size: int, source: sources.Source | None = None) -> int | None:
+    def offer(self, build: Callable[[], list[Entry]], size: int, source: sources.Source | None = None,
+              extract: bool = False) -> int | None:
         """Send a unit to the worker (its `build` is pickled: a Bundle's bytes, or an NDJSON chunk's lines);
-        the number to ask its verdict by, or None when it is not sent."""
+        the number to ask its verdict by, or None when it is not sent. `extract`: the worker extracts
+        the index entries too (where the server's own core is the limit, not the worker's)."""
         if not self.running or size > LARGEST:
             return None
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         self._futures[seq] = self._loop.create_future()
-        self._units.put(("unit", seq, build, source))
+        self._units.put(("unit", seq, build, source, extract))
         return seq
+
+    @contextmanager
+    def vouching(self, verdict: Verdict) -> Iterator[None]:
+        """While the unit the verdict is about is written. Digests are content: concurrent transactions
+        may share them."""
+        keys = [((key, verdict.changes), entries) for key, entries in verdict.vouched.items()]
+        for key, entries in keys:
+            self._vouched.setdefault(key, [0, entries])[0] += 1
+        try:
+            yield
+        finally:
+            for key, _ in keys:
+                held = self._vouched[key]
+                held[0] -= 1
+                if held[0] <= 0:
+                    del self._vouched[key]
+
+    def prepared(self, resource: dict[str, Any], type_: str) -> tuple[bool, IndexEntries | None]:
+        """Whether the worker found `resource`, as it is now and under the definitions in force now,
+        valid as a `type_`; and its index entries if the worker extracted them."""
+        if not self._vouched:
+            return False, None
+        held = self._vouched.get((digest(type_, resource), self._live.changes if self._live else 0))
+        if held is None:
+            return False, None
+        self.skipped += 1
+        return True, held[1]
 
     async def verdict(self, seq: int | None) -> Verdict | None:
         """The worker's verdict on unit `seq` once it has one; None for a unit not offered or asked about
@@ -229,46 +222,49 @@ class AheadValidation:
             self.process.join()
         self._reader.join(2 * WAIT_SECONDS)
         self._end()
+        self._vouched.clear()
         for channel in (self._units, self._verdicts):
             channel.cancel_join_thread()
             channel.close()
 
 
-def _work(validator: Validator, live: LiveDefinitions | None, units: Any, verdicts: Any, reached: Any,
-          server: int) -> None:
-    """The worker process: a verdict for each unit offered, in order, until None (or until the server's
-    process is gone: killed, it sends nothing more)."""
+def _work(server: Server, units: Any, verdicts: Any, reached: Any, parent: int) -> None:
+    """The worker process (`server`: its copy of the server's objects): a verdict for each unit offered,
+    in order, until None (or until the server's process is gone: killed, it sends nothing more)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle: it stops the worker
     gc.freeze()  # what the fork brought: never to be collected here
+    live = server.live
     if live is not None:
         live.listeners = []  # the server's forwarding, copied by the fork: not for this process
     done = 0
-    while (item := _next(units, server)) is not None:
+    while (item := _next(units, parent)) is not None:
         if item[0] == "apply":
             if live is not None:
                 live.apply(*item[1:])
+                if live.search is not None:
+                    live.search.apply()
             continue
-        _, seq, build, source = item
+        _, seq, build, source, extract = item
         if reached is not None and seq < reached.value:  # the loader has passed it without asking
             continue
         changes = live.changes if live is not None else 0
         try:
-            verdicts.put(asyncio.run(_validate(validator, source, seq, build(), changes)))
+            verdicts.put(asyncio.run(_validate(server, source, seq, build(), changes, extract)))
         except Exception:  # a unit that cannot be read or planned here: its writer says why
-            verdicts.put(Verdict(seq, [], set(), changes))
+            verdicts.put(Verdict(seq, [], {}, changes))
         done += 1
         if done % COLLECT_EVERY == 0:
             gc.collect()
     verdicts.put(None)
 
 
-def _next(units: Any, server: int) -> Any:
+def _next(units: Any, parent: int) -> Any:
     """The next message; None once the server says so or has gone."""
     while True:
         try:
             return units.get(timeout=WAIT_SECONDS)
         except queue.Empty:
-            if os.getppid() != server:
+            if os.getppid() != parent:
                 return None
 
 
@@ -289,19 +285,19 @@ class _Planner(TransactionWriter):
         raise _NeedsStore()
 
 
-async def _validate(validator: Validator, source: sources.Source | None, seq: int, entries: list[Entry],
-                    changes: int) -> Verdict:
+async def _validate(server: Server, source: sources.Source | None, seq: int, entries: list[Entry],
+                    changes: int, extract: bool) -> Verdict:
     ids: list[str] = []
     if not plannable(entries):
-        return Verdict(seq, [], set(), changes)
+        return Verdict(seq, [], {}, changes)
     writes = [entry for entry in entries if entry.method in ("POST", "PUT")]
     planner = _Planner(None, None, "", None, _recording(ids))  # type: ignore[arg-type]
     try:
         await planner.plan(writes)
         await planner.resolve_references(writes)
     except (_NeedsStore, FhirError):
-        return Verdict(seq, [], set(), changes)
-    vouched: set[bytes] = set()
+        return Verdict(seq, [], {}, changes)
+    vouched: dict[bytes, IndexEntries | None] = {}
     for entry in writes:
         resource = entry.resource
         target = planner.targets[entry.index].id_
@@ -313,10 +309,10 @@ async def _validate(validator: Validator, source: sources.Source | None, seq: in
             continue
         sources.stamp_source(source, resource)
         try:
-            validator.check(resource, entry.type_)
+            server.validator.check(resource, entry.type_)
         except FhirError:
             continue
-        vouched.add(digest(entry.type_, resource))
+        vouched[digest(entry.type_, resource)] = server.extractor.extract(resource) if extract else None
     return Verdict(seq, ids, vouched, changes)
 
 

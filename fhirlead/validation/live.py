@@ -68,7 +68,7 @@ class LiveDefinitions:
         self.conformance = validator.profiles.conformance
         self.terminology = validator.profiles.terminology
         self._held: dict[tuple[str, str], tuple[int, str | None, str | None]] = {}  # (type, id) -> version, url, ver
-        self.changes = 0  # definitions applied since start-up: what a validator built at another count lacks
+        self.changes = 0  # definitions applied since start-up: a validator or extractor built at another count differs
         self.listeners: list[Callable[[str, str, int, dict[str, Any] | None], None]] = []  # told each change
         self._since_us: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -95,15 +95,16 @@ class LiveDefinitions:
             self.search.apply()
 
     def apply(self, kind: str, id_: str, version: int, resource: dict[str, Any] | None) -> None:
-        """Put in force a version of a conformance resource (None: it was deleted)."""
+        """Put in force a version of a conformance resource (None: it was deleted); a SearchParameter at
+        the search's next `apply`."""
+        self.changes += 1
+        for listener in self.listeners:  # a validation worker applies the same (fhirlead/validation/ahead.py)
+            listener(kind, id_, version, resource)
         if kind == "SearchParameter":
             self._held[(kind, id_)] = (version, None, None)
             if self.search is not None:
                 self.search.hold(id_, resource)
             return
-        self.changes += 1
-        for listener in self.listeners:  # a validation worker applies the same (fhirlead/validation/ahead.py)
-            listener(kind, id_, version, resource)
         previous = self._held.pop((kind, id_), None)
         if previous is not None and previous[1]:
             self._forget(kind, previous[1], previous[2])

@@ -18,8 +18,9 @@ from fhirlead import load
 from fhirlead.api.app import create_app
 from fhirlead.bundles.entries import Entry
 from fhirlead.load import load_files
+from fhirlead.server import Server
 from fhirlead.settings import Settings
-from fhirlead.validation import Validator, ahead
+from fhirlead.validation import ahead
 from tests.bundle.helpers import bundle, entry
 from tests.tokens import bearer
 from tests.validation.test_live_definitions import VALUE_SET, patient, profile
@@ -125,8 +126,9 @@ async def test_a_profile_loaded_on_the_way_holds_what_follows_it(
     assert "birthDate" in report.failures[0]
 
 
-async def test_a_worker_that_is_gone_leaves_the_validation_to_the_loader(tmp_path: Path) -> None:
-    validation = ahead.AheadValidation(Validator())
+async def test_a_worker_that_is_gone_leaves_the_validation_to_the_loader(settings: Settings, tmp_path: Path) -> None:
+    server = await Server.start(settings)
+    validation = ahead.AheadValidation(server)
     try:
         first = validation.offer(partial(load.file_entries, care_bundle(tmp_path / "a.json", 1).read_bytes(), "a"), 1)
         assert await asyncio.wait_for(validation.verdict(first), 10) is not None
@@ -135,21 +137,24 @@ async def test_a_worker_that_is_gone_leaves_the_validation_to_the_loader(tmp_pat
         assert await asyncio.wait_for(validation.verdict(second), 10) is None
     finally:
         validation.stop()
+        await server.stop()
 
 
 def unit_entries() -> list[Entry]:
     raise load.LoadError("unreadable")
 
 
-async def test_a_unit_the_worker_cannot_read_gets_a_verdict_that_vouches_for_nothing() -> None:
-    validation = ahead.AheadValidation(Validator())
+async def test_a_unit_the_worker_cannot_read_gets_a_verdict_that_vouches_for_nothing(settings: Settings) -> None:
+    server = await Server.start(settings)
+    validation = ahead.AheadValidation(server)
     try:
         seq = validation.offer(unit_entries, 1)
         verdict = await asyncio.wait_for(validation.verdict(seq), 10)
-        assert verdict is not None and verdict.vouched == set() and verdict.ids == []
+        assert verdict is not None and verdict.vouched == {} and verdict.ids == []
         assert await validation.verdict(seq) is None  # asked once
     finally:
         validation.stop()
+        await server.stop()
 
 
 def test_the_cli_validates_ahead_unless_told_not_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

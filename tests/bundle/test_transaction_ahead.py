@@ -17,6 +17,8 @@ from fhirlead.settings import Settings
 from fhirlead.validation import ahead
 from tests.bundle.helpers import bundle, entry, post_bundle
 from tests.conftest import BASE, FHIR_JSON
+from tests.search.test_live_search_parameters import birth_place
+from tests.search.test_live_search_parameters import patient as patient_born
 from tests.tokens import bearer
 from tests.validation.test_live_definitions import VALUE_SET, patient, profile
 
@@ -52,7 +54,7 @@ def reference(location: str) -> str:
 
 
 def skipped(app: FastAPI) -> int:
-    return app.state.server.validator.skipped
+    return app.state.server.ahead.skipped
 
 
 async def test_concurrent_transactions_are_validated_by_the_worker_and_name_their_own_patients(
@@ -122,3 +124,19 @@ async def test_conditional_transactions_are_validated_by_the_server(served: tupl
     assert skipped(app) == before  # neither could be made without the store: the server validated them
     found = (await client.get("Observation", params={"subject:Patient.identifier": "urn:mrn|m1"})).json()
     assert found["total"] == 3
+
+
+async def test_a_search_parameter_written_meanwhile_indexes_the_next_transaction(
+        served: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """The worker extracts the index entries of what it validated: with the server's search parameters,
+    those written later included."""
+    app, client = served
+    assert (await client.post("SearchParameter", json=birth_place())).status_code == 201
+    before = skipped(app)
+    born = bundle("transaction", entry("POST", "Patient", patient_born("Okafor", "Lagos")),
+                  entry("POST", "Patient", patient_born("Moreau", "Lyon")))
+    assert (await post_bundle(client, born)).status_code == 200
+    assert skipped(app) == before + 2  # the worker had the new parameter: its entries were used
+    found = (await client.get("Patient", params={"birth-place": "Lagos"})).json()
+    patients = [item["resource"] for item in found["entry"] if item["resource"]["resourceType"] == "Patient"]
+    assert [patient["name"][0]["family"] for patient in patients] == ["Okafor"]
