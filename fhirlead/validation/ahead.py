@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fhirlead import fhirjson, sources
-from fhirlead.bundles.entries import Entry
+from fhirlead.bundles.entries import ORDER, Entry
 from fhirlead.bundles.transaction import TransactionWriter
 from fhirlead.errors import FhirError
 from fhirlead.interaction.create import new_id
@@ -290,7 +290,8 @@ async def _validate(server: Server, source: sources.Source | None, seq: int, ent
     ids: list[str] = []
     if not plannable(entries):
         return Verdict(seq, [], {}, changes)
-    writes = [entry for entry in entries if entry.method in ("POST", "PUT")]
+    writes = [entry for entry in sorted(entries, key=lambda entry: ORDER[entry.method])  # as transaction.write
+              if entry.method in ("POST", "PUT")]
     planner = _Planner(None, None, "", None, _recording(ids))  # type: ignore[arg-type]
     try:
         await planner.plan(writes)

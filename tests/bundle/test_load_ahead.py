@@ -20,6 +20,7 @@ from fhirlead.bundles.entries import Entry
 from fhirlead.load import load_files
 from fhirlead.server import Server
 from fhirlead.settings import Settings
+from fhirlead.sources import of_operator
 from fhirlead.validation import ahead
 from tests.bundle.helpers import bundle, entry
 from tests.tokens import bearer
@@ -75,6 +76,16 @@ async def test_the_worker_validates_every_resource_and_the_references_name_the_i
         assert observation["subject"]["reference"] == subject
         assert encounters[observation["encounter"]["reference"].removeprefix("Encounter/")] == subject
         assert subject in observation["text"]["div"]  # placeholders in the narrative rewritten as well
+
+
+async def test_ndjson_resources_with_ids_are_validated_by_the_worker(settings: Settings, tmp_path: Path) -> None:
+    ndjson = tmp_path / "patients.ndjson"  # two chunks of PUTs, as a bulk export is loaded
+    ndjson.write_bytes(b"\n".join(orjson.dumps({"resourceType": "Patient", "id": f"p{n}", "gender": "female"})
+                                  for n in range(700)))
+    report = await load_files(settings, [ndjson], source=of_operator("https://ehr.example/fhir", None), ahead=True)
+    assert not report.failures and report.total == 700 and report.validated_ahead == 700
+    patients = await everything(settings, "Patient")
+    assert {item["meta"]["source"] for item in patients} == {"https://ehr.example/fhir"}
 
 
 async def test_an_invalid_resource_is_refused_as_without_the_worker(settings: Settings, tmp_path: Path) -> None:
