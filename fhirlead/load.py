@@ -81,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     source = sources.of_operator(args.source, args.organization) if args.source else None
     ahead = not args.one_process and validation_ahead.available()
-    report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload,
-                                    source=source, own_heap=True, ahead=ahead))
+    try:
+        report = asyncio.run(load_files(Settings(store=args.store), files, Progress(sys.stderr), reload=args.reload,
+                                        source=source, own_heap=True, ahead=ahead))
+    except KeyboardInterrupt:
+        print("\nfhirlead load: interrupted; what was committed stays (the journal lists it): the same command "
+              "loads the rest", file=sys.stderr)
+        return 130
     report.print_summary(sys.stderr)
     return 1 if report.failures else 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import subprocess
@@ -14,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from fhirlead import load
 from fhirlead.load import load_files
 from fhirlead.settings import Settings
 from fhirlead.validation import ahead as validation_ahead
@@ -145,3 +147,16 @@ async def test_files_that_are_not_json_or_repeat_a_name_are_named_and_the_others
     assert "not valid JSON" in report.failures[0]
     assert "repeats the property name 'id'" in report.failures[1]
     assert "nests objects and arrays more than" in report.failures[2]
+
+
+def test_an_interrupted_load_says_how_to_go_on(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    async def interrupted(*args: Any, **kwargs: Any) -> load.Report:
+        raise KeyboardInterrupt  # as Ctrl-C reaches asyncio.run
+
+    (tmp_path / "b.json").write_bytes(b'{"resourceType": "Patient"}')
+    monkeypatch.setattr(load, "load_files", interrupted)
+    args = argparse.Namespace(paths=[str(tmp_path / "b.json")], store=f"sqlite:///{tmp_path / 's.db'}",
+                              reload=False, source=None, organization=None, one_process=False)
+    assert load.run(args) == 130
+    assert "interrupted" in capsys.readouterr().err

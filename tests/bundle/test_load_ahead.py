@@ -177,3 +177,4 @@ def test_the_cli_validates_ahead_unless_told_not_to(tmp_path: Path, capsys: pyte
         said = capsys.readouterr().err
         assert "loaded 12 resources" in said
         assert ("validated ahead by a worker process: 12" in said) is not one_process
+
