@@ -10,7 +10,7 @@ resources: PUT when they carry an id (bulk exports keep ids and `Type/id` refere
 NDJSON in transactions of CHUNK lines, read as it goes (a file of any size is never in memory whole):
 a chunk with a bad line is rolled back and reported, the rest loads. Several Bundles/chunks share one
 commit (see Loader), which is where most of the speed is; with a second core, a worker process validates
-them ahead of the writes (fhirlead/validation/ahead.py: 2,650 → ~4,300 resources/s on 2 cores).
+them ahead of the writes (fhirlead/validation/ahead.py: ~2,600-3,000 → ~4,300-5,000 resources/s on 2 cores).
 
 Resuming: every unit (a Bundle file, an NDJSON chunk) that has been committed is journaled in the
 store's records (kind "load-journal", key the SHA-256 of the unit's bytes), and a later run skips the
