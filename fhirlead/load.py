@@ -198,7 +198,7 @@ async def load_files(settings: Settings, files: list[Path], progress: Progress |
         heap.freeze()
         gc.disable()
     validation = server.ahead = validation_ahead.AheadValidation(server, ordered=True) if ahead else None
-    loader = Loader(server, report, reload=reload, source=source, own_heap=own_heap, ahead=validation)
+    loader = Loader(server, report, reload=reload, source=source, own_heap=own_heap)
     units = read_ahead(planned(files), partial(validation.offer, source=source)) if validation else planned(files)
     try:
         for path, unit in units:
@@ -287,11 +287,9 @@ class Loader:
     """
 
     def __init__(self, server: Server, report: Report, *, reload: bool = False,
-                 source: sources.Source | None = None, own_heap: bool = False,
-                 ahead: validation_ahead.AheadValidation | None = None) -> None:
+                 source: sources.Source | None = None, own_heap: bool = False) -> None:
         self.server, self.report, self.reload, self.source = server, report, reload, source
         self.own_heap = own_heap
-        self.ahead = ahead
         self.pending: list[tuple[Unit, list[Entry]]] = []
         self.size = 0
 
@@ -348,7 +346,7 @@ class Loader:
     async def write(self, uow: UnitOfWork, unit: Unit, entries: list[Entry]) -> None:
         """One unit's writes; with the worker's verdict on it, its ids and without validating again
         what the worker found valid (fhirlead/validation/ahead.py)."""
-        async with validation_ahead.vouched(self.ahead, unit.seq) as ids:
+        async with validation_ahead.vouched(self.server.ahead, unit.seq) as ids:
             await transaction.write(self.server, uow, entries, "", "minimal", ids)
 
 
